@@ -1,0 +1,344 @@
+"""Train SparkNet: `python -m kws_tf.train --C=32 [--data_dir=DIR] [--model_dir=DIR] [--resume]`.
+
+The recipe (configs/sparknet_c<C>.json, SPEC.md): SGD with momentum, L2 weight
+decay as PyTorch's SGD applies it, polynomial hold-decay schedule, loss
+`ce_weight · CE + λ · sparsity`. Every epoch a checkpoint (model + optimizer +
+gate noise counter) is written atomically; `--resume` continues from the last one
+and, because batches and noise are seeded per step, ends with the weights an
+uninterrupted run would have. The best-on-validation weights are kept.
+
+model_dir layout:
+  run_config.json       the resolved configuration and data source (checked on --resume)
+  normalization.json    per-coefficient MFCC mean/std of the training features
+  checkpoints/          state.json + the latest epoch's checkpoint
+  best.weights.h5       best validation accuracy so far
+  model.keras           the best model, saved at the end
+  history.csv, tensorboard/
+  report.json, confusion_matrix.png
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import resource
+import shutil
+import sys
+import time
+
+from absl import app, flags, logging
+
+from kws_tf import config as config_lib
+from kws_tf import labels
+
+
+def define_flags():
+    """The CLI's flags (defined only when this module is the program)."""
+    flags.DEFINE_integer("C", 32, "SparkNet channels C (4, 8, 16 or 32 have shipped configs).")
+    flags.DEFINE_string("model", "sparknet", "Model family.")
+    flags.DEFINE_string("config", None, "Config JSON (default: configs/<model>_c<C>.json).")
+    flags.DEFINE_string("data_dir", None, "Folder in the Speech Commands layout; default: tfds speech_commands.")
+    flags.DEFINE_string("tfds_data_dir", None, "tfds data_dir (where speech_commands is or will be prepared).")
+    flags.DEFINE_string("noise_dir", None, "Background-noise wav folder (default: the data's _background_noise_).")
+    flags.DEFINE_float("validation_percent", 10.0, "Folder data without lists: % of speakers for validation.")
+    flags.DEFINE_float("test_percent", 10.0, "Folder data without lists: % of speakers for test.")
+    flags.DEFINE_integer("max_per_class", None, "Read at most this many wavs per word folder (quick runs).")
+    flags.DEFINE_string("model_dir", None, "Output folder (default: runs/<model>_c<C>).")
+    flags.DEFINE_integer("epochs", None, "Epochs (default from config).")
+    flags.DEFINE_integer("batch_size", None, "Batch size (default from config).")
+    flags.DEFINE_integer("seed", 0, "Seed of initialisation, batch order, augmentation and gate noise.")
+    flags.DEFINE_bool("resume", False, "Continue the run in --model_dir from its last checkpoint.")
+    flags.DEFINE_float("lr", None, "Peak learning rate.")
+    flags.DEFINE_float("momentum", None, "SGD momentum.")
+    flags.DEFINE_float("weight_decay", None, "L2 weight decay (PyTorch SGD convention).")
+    flags.DEFINE_float("sigma", None, "Gate noise standard deviation.")
+    flags.DEFINE_float("lam", None, "Weight of the gate sparsity loss.")
+    flags.DEFINE_float("ce_weight", None, "Weight of the cross-entropy loss.")
+    flags.DEFINE_float("background_prob", None, "Probability of mixing background noise into a training clip.")
+    flags.DEFINE_enum("verbose", "auto", ["auto", "bar", "epoch", "quiet"], "Progress output.")
+
+
+class RunError(RuntimeError):
+    """A problem with the run itself (model_dir conflicts); one line for the user."""
+
+
+# Fields that must match for --resume to continue a run.
+RESUME_KEYS = ("model", "channels", "gate", "ce_weight", "optimizer", "schedule", "epochs", "batch_size",
+               "augment", "seed", "data")
+
+
+def _check_model_dir(model_dir: pathlib.Path, run_config: dict, resume: bool) -> dict | None:
+    """Return the checkpoint state to resume from (or None); refuse conflicting folders."""
+    state_path = model_dir / "checkpoints" / "state.json"
+    cfg_path = model_dir / "run_config.json"
+    if not resume:
+        if state_path.exists() or cfg_path.exists():
+            raise RunError(f"model_dir {model_dir} already holds a run; pass --resume to continue it or choose another --model_dir")
+        return None
+    if not cfg_path.exists():
+        raise RunError(f"--resume: model_dir {model_dir} holds no run (no run_config.json)")
+    try:
+        old = json.loads(cfg_path.read_text())
+    except json.JSONDecodeError:
+        raise RunError(f"--resume: {cfg_path} is corrupt") from None
+    diffs = [k for k in RESUME_KEYS if old.get(k) != run_config.get(k)]
+    if diffs:
+        raise RunError(f"--resume: model_dir {model_dir} holds an incompatible run (differs in {', '.join(diffs)})")
+    if not state_path.exists():
+        return None
+    return json.loads(state_path.read_text())
+
+
+def _load_data(run_config: dict, log):
+    from kws_tf import data
+
+    src = run_config["data"]
+    if src["kind"] == "folder":
+        return data.load_folder(src["path"], src["validation_percent"], src["test_percent"],
+                                noise_dir=src.get("noise_dir"), max_per_class=src.get("max_per_class"), log=log)
+    ds = data.load_tfds(src.get("tfds_data_dir"), log=log)
+    if src.get("noise_dir"):
+        ds.noise = data.load_noise(src["noise_dir"])
+    return ds
+
+
+def _build(run_config: dict, total_steps: int):
+    import tf_keras as keras
+
+    from kws_tf import model as model_lib
+    from kws_tf.schedules import PolyHoldDecay
+
+    net = model_lib.build_model(
+        run_config["model"], run_config["channels"], sigma=run_config["gate"]["sigma"],
+        lam=run_config["gate"]["lam"], weight_decay=run_config["optimizer"]["weight_decay"],
+        seed=run_config["seed"])
+    opt_cfg, sch = run_config["optimizer"], run_config["schedule"]
+    if opt_cfg.get("name", "sgd") != "sgd":
+        raise config_lib.ConfigError(f"unsupported optimizer {opt_cfg['name']!r} (only sgd)")
+    schedule = PolyHoldDecay(opt_cfg["lr"], total_steps, sch["warmup_fraction"], sch["hold_fraction"],
+                             sch["power"], sch["min_lr"])
+    optimizer = keras.optimizers.SGD(learning_rate=schedule, momentum=opt_cfg["momentum"])
+    net.compile(
+        optimizer=optimizer,
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        loss_weights=[run_config["ce_weight"]],
+        metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+    )
+    optimizer.build(net.trainable_variables)
+    return net, optimizer
+
+
+def _callbacks(model_dir: pathlib.Path, ckpt, state: dict, batch_size: int, steps: int, log):
+    import tf_keras as keras
+
+    from kws_tf.fsutil import atomic_save, atomic_write_json
+
+    ckpt_dir = model_dir / "checkpoints"
+
+    class Throughput(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            self.t0 = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            dt = time.perf_counter() - self.t0
+            logs["epoch_seconds"] = dt
+            logs["samples_per_sec"] = steps * batch_size / dt
+            logs["lr"] = float(self.model.optimizer.learning_rate)
+
+    class BestAndCheckpoint(keras.callbacks.Callback):
+        """Keep the best weights, then checkpoint; state.json is written last, so it
+        only ever points at a complete checkpoint."""
+
+        def on_epoch_end(self, epoch, logs=None):
+            val = float(logs.get("val_accuracy", float("nan")))
+            if val > state.get("best_val_accuracy", -1.0):
+                atomic_save(model_dir / "best.weights.h5", self.model.save_weights)
+                state.update(best_val_accuracy=val, best_epoch=epoch + 1)
+            name = f"epoch_{epoch + 1:04d}"
+            tmp = ckpt_dir / f".tmp-{name}"
+            shutil.rmtree(tmp, ignore_errors=True)
+            ckpt.write(str(tmp / "ckpt"))
+            final = ckpt_dir / name
+            shutil.rmtree(final, ignore_errors=True)
+            os.replace(tmp, final)
+            state.update(epoch=epoch + 1, checkpoint=f"{name}/ckpt")
+            atomic_write_json(ckpt_dir / "state.json", state)
+            for old in ckpt_dir.glob("epoch_*"):
+                if old.name != name:
+                    shutil.rmtree(old, ignore_errors=True)
+            log(f"epoch {epoch + 1}: val_accuracy {val:.4f} (best {state['best_val_accuracy']:.4f} "
+                f"at epoch {state['best_epoch']}), {logs['samples_per_sec']:.0f} samples/s")
+
+    return [
+        Throughput(),
+        BestAndCheckpoint(),
+        keras.callbacks.CSVLogger(str(model_dir / "history.csv"), append=True),
+        keras.callbacks.TensorBoard(str(model_dir / "tensorboard"), write_graph=False, profile_batch=0),
+    ]
+
+
+def write_report(net, dataset, normalization, model_dir: pathlib.Path, extra: dict, batch_size: int = 256) -> dict:
+    """Evaluate the (best) model and write report.json and confusion_matrix.png."""
+    import numpy as np
+
+    from kws_tf import data, metrics
+    from kws_tf import model as model_lib
+    from kws_tf.fsutil import atomic_write_json
+
+    def predict(audio_set):
+        if audio_set is None or len(audio_set) == 0:
+            return None, None
+        x = data.clean_features(audio_set, normalization)
+        return x, np.argmax(net.predict(x, batch_size=batch_size, verbose=0), axis=-1)
+
+    xv, pv = predict(dataset.validation)
+    xt, pt = predict(dataset.test)
+    val = metrics.summarize(dataset.validation.labels, pv) if pv is not None else None
+    test = metrics.summarize(dataset.test.labels, pt) if pt is not None else None
+    main = test or val
+    gate_x = xv if xv is not None else data.clean_features(dataset.train.subset(np.arange(min(500, len(dataset.train)))), normalization)
+    gates = model_lib.gate_model(net).predict(gate_x, batch_size=batch_size, verbose=0)
+    report = {
+        "model": net.name,
+        "params": model_lib.count_params(net),
+        "macs": model_lib.count_macs(net),
+        "val_accuracy": val["accuracy"] if val else None,
+        "test_accuracy": test["accuracy"] if test else None,
+        "gate_open_fraction": float((gates > 0).mean()),
+        "gate_mean": float(gates.mean()),
+        "per_class": main["per_class"],
+        "confusion": main["confusion"],
+        "confusion_split": "test" if test else "validation",
+        "labels": list(labels.LABELS),
+        "validation": val,
+        "test": test,
+        **extra,
+    }
+    atomic_write_json(model_dir / "report.json", report)
+    metrics.plot_confusion(main["confusion"], labels.LABELS, model_dir / "confusion_matrix.png",
+                           title=f"{net.name}, {report['confusion_split']} accuracy {main['accuracy']:.3f}")
+    return report
+
+
+def run_training(run_config: dict, model_dir, resume: bool = False, verbose: str = "epoch", log=print,
+                 dataset=None) -> dict:
+    """Train per `run_config` (a resolved config with `seed` and `data`) into `model_dir`.
+
+    `dataset` may be passed in (tests) instead of being loaded from `run_config['data']`.
+    Returns the report dict.
+    """
+    import tensorflow as tf
+    import tf_keras as keras
+
+    from kws_tf import augment, data, features
+    from kws_tf.fsutil import atomic_save, atomic_write_json
+
+    model_dir = pathlib.Path(model_dir)
+    state = _check_model_dir(model_dir, run_config, resume)
+    model_dir.mkdir(parents=True, exist_ok=True)
+
+    tf.config.experimental.enable_op_determinism()
+    keras.utils.set_random_seed(run_config["seed"])
+    aug = augment.AugmentConfig.from_dict(run_config["augment"])
+
+    if dataset is None:
+        dataset = _load_data(run_config, log)
+    if len(dataset.validation) == 0:
+        raise data.DataError("the data has no validation clips; use more speakers or set the split percentages")
+
+    norm_path = model_dir / "normalization.json"
+    if state is not None and norm_path.exists():
+        normalization = features.Normalization.from_dict(json.loads(norm_path.read_text()))
+    else:
+        log("computing per-coefficient MFCC normalisation on training clips ...")
+        normalization = data.compute_normalization(dataset.train, seed=run_config["seed"])
+        atomic_write_json(norm_path, normalization.to_dict())
+    atomic_write_json(model_dir / "run_config.json", run_config)
+
+    epochs, batch_size = run_config["epochs"], run_config["batch_size"]
+    steps = data.steps_per_epoch(len(dataset.train), batch_size)
+    net, optimizer = _build(run_config, total_steps=epochs * steps)
+    ckpt = tf.train.Checkpoint(model=net, optimizer=optimizer)
+    start_epoch = 0
+    state = state or {}
+    if state.get("checkpoint"):
+        ckpt.read(str(model_dir / "checkpoints" / state["checkpoint"])).assert_existing_objects_matched()
+        start_epoch = int(state["epoch"])
+        log(f"resuming from epoch {start_epoch} of {epochs}")
+
+    log(f"{net.name}: {sum(int(tf.size(w)) for w in net.trainable_weights):,} trainable parameters; "
+        f"{len(dataset.train)} training clips, {steps} steps per epoch, {epochs} epochs")
+    t0 = time.perf_counter()
+    if start_epoch < epochs:
+        train_ds = data.train_dataset(dataset.train, normalization, aug, dataset.noise, batch_size,
+                                      run_config["seed"], start_epoch, epochs)
+        val_ds = data.eval_dataset(dataset.validation, normalization, 256)
+        fit_verbose = {"auto": "auto", "bar": 1, "epoch": 2, "quiet": 0}[verbose]
+        net.fit(train_ds, epochs=epochs, initial_epoch=start_epoch, steps_per_epoch=steps,
+                validation_data=val_ds, callbacks=_callbacks(model_dir, ckpt, state, batch_size, steps, log),
+                verbose=fit_verbose)
+    train_seconds = time.perf_counter() - t0
+
+    net.load_weights(str(model_dir / "best.weights.h5"))
+    atomic_save(model_dir / "model.keras", net.save)
+    extra = {
+        "best_epoch": state.get("best_epoch"),
+        "epochs": epochs,
+        "train_clips": len(dataset.train),
+        "data_source": dataset.source,
+        "train_seconds_this_invocation": train_seconds,
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
+    }
+    report = write_report(net, dataset, normalization, model_dir, extra)
+    log(f"done: val_accuracy {report['val_accuracy']:.4f}"
+        + (f", test_accuracy {report['test_accuracy']:.4f}" if report["test_accuracy"] is not None else "")
+        + f", gates open {report['gate_open_fraction']:.3f}; report in {model_dir / 'report.json'}")
+    return report
+
+
+def resolve_config(flag_values) -> dict:
+    """Config file + flag overrides + data source -> the run configuration."""
+    cfg = config_lib.load_config(flag_values.config, None if flag_values.config else flag_values.C, flag_values.model)
+    cfg = config_lib.with_overrides(cfg, {
+        "epochs": flag_values.epochs, "batch_size": flag_values.batch_size,
+        "optimizer.lr": flag_values.lr, "optimizer.momentum": flag_values.momentum,
+        "optimizer.weight_decay": flag_values.weight_decay, "gate.sigma": flag_values.sigma,
+        "gate.lam": flag_values.lam, "ce_weight": flag_values.ce_weight,
+        "augment.background_prob": flag_values.background_prob,
+    })
+    if cfg["epochs"] < 1 or cfg["batch_size"] < 1:
+        raise config_lib.ConfigError("epochs and batch_size must be positive")
+    cfg["seed"] = flag_values.seed
+    if flag_values.data_dir:
+        cfg["data"] = {"kind": "folder", "path": os.path.abspath(flag_values.data_dir),
+                       "validation_percent": flag_values.validation_percent,
+                       "test_percent": flag_values.test_percent, "max_per_class": flag_values.max_per_class,
+                       "noise_dir": os.path.abspath(flag_values.noise_dir) if flag_values.noise_dir else None}
+    else:
+        cfg["data"] = {"kind": "tfds", "tfds_data_dir": flag_values.tfds_data_dir,
+                       "noise_dir": os.path.abspath(flag_values.noise_dir) if flag_values.noise_dir else None}
+    return cfg
+
+
+def main(argv):
+    FLAGS = flags.FLAGS
+    if len(argv) > 1:
+        sys.exit(f"error: unexpected arguments {argv[1:]}")
+    logging.set_verbosity(logging.WARNING)
+    from kws_tf.data import DataError
+
+    try:
+        cfg = resolve_config(FLAGS)
+        model_dir = FLAGS.model_dir or os.path.join("runs", f"{cfg['model']}_c{cfg['channels']}")
+        run_training(cfg, model_dir, resume=FLAGS.resume, verbose=FLAGS.verbose,
+                     log=lambda m: print(m, flush=True))
+    except (config_lib.ConfigError, DataError, RunError) as e:
+        sys.exit(f"error: {e}")
+    except KeyboardInterrupt:
+        sys.exit("interrupted: rerun with --resume to continue from the last finished epoch")
+
+
+if __name__ == "__main__":
+    define_flags()
+    app.run(main)
