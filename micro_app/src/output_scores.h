@@ -1,0 +1,25 @@
+// Model output (int8) -> recogniser scores (0..255 per class).
+//
+// SparkNet ends in a linear layer, so an exported model may output logits
+// (softmax here, in float, 12 expf per inference) or, if export appended a
+// softmax, probabilities. Either way the recogniser sees round(p * 255).
+#ifndef KWS_OUTPUT_SCORES_H_
+#define KWS_OUTPUT_SCORES_H_
+
+#include <stdint.h>
+
+namespace kws {
+
+struct OutputQuantization {
+  float scale = 1.0f / 256.0f;  // TFLM int8 softmax convention
+  int32_t zero_point = -128;
+  bool is_logits = false;  // true: apply softmax to the dequantised values
+};
+
+// n <= dims::kMaxClasses.
+void ScoresFromOutput(const int8_t* output, int n, const OutputQuantization& q,
+                      uint8_t* scores);
+
+}  // namespace kws
+
+#endif  // KWS_OUTPUT_SCORES_H_
