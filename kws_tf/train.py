@@ -56,6 +56,7 @@ def define_flags():
     flags.DEFINE_float("lam", None, "Weight of the gate sparsity loss.")
     flags.DEFINE_float("ce_weight", None, "Weight of the cross-entropy loss.")
     flags.DEFINE_float("background_prob", None, "Probability of mixing background noise into a training clip.")
+    flags.DEFINE_integer("stop_after_epochs", None, "Stop this invocation after N epochs (continue later with --resume).")
     flags.DEFINE_enum("verbose", "auto", ["auto", "bar", "epoch", "quiet"], "Progress output.")
 
 
@@ -222,20 +223,22 @@ def write_report(net, dataset, normalization, model_dir: pathlib.Path, extra: di
 
 
 def run_training(run_config: dict, model_dir, resume: bool = False, verbose: str = "epoch", log=print,
-                 dataset=None) -> dict:
+                 dataset=None, stop_after_epochs: int | None = None) -> dict | None:
     """Train per `run_config` (a resolved config with `seed` and `data`) into `model_dir`.
 
     `dataset` may be passed in (tests) instead of being loaded from `run_config['data']`.
-    Returns the report dict.
+    `stop_after_epochs` ends this invocation early (the run continues with resume=True).
+    Returns the report dict, or None when stopped early.
     """
+    model_dir = pathlib.Path(model_dir)
+    state = _check_model_dir(model_dir, run_config, resume)
+
     import tensorflow as tf
     import tf_keras as keras
 
     from kws_tf import augment, data, features
     from kws_tf.fsutil import atomic_save, atomic_write_json
 
-    model_dir = pathlib.Path(model_dir)
-    state = _check_model_dir(model_dir, run_config, resume)
     model_dir.mkdir(parents=True, exist_ok=True)
 
     tf.config.experimental.enable_op_determinism()
@@ -270,15 +273,19 @@ def run_training(run_config: dict, model_dir, resume: bool = False, verbose: str
     log(f"{net.name}: {sum(int(tf.size(w)) for w in net.trainable_weights):,} trainable parameters; "
         f"{len(dataset.train)} training clips, {steps} steps per epoch, {epochs} epochs")
     t0 = time.perf_counter()
-    if start_epoch < epochs:
+    end_epoch = epochs if stop_after_epochs is None else min(epochs, start_epoch + stop_after_epochs)
+    if start_epoch < end_epoch:
         train_ds = data.train_dataset(dataset.train, normalization, aug, dataset.noise, batch_size,
                                       run_config["seed"], start_epoch, epochs)
         val_ds = data.eval_dataset(dataset.validation, normalization, 256)
         fit_verbose = {"auto": "auto", "bar": 1, "epoch": 2, "quiet": 0}[verbose]
-        net.fit(train_ds, epochs=epochs, initial_epoch=start_epoch, steps_per_epoch=steps,
+        net.fit(train_ds, epochs=end_epoch, initial_epoch=start_epoch, steps_per_epoch=steps,
                 validation_data=val_ds, callbacks=_callbacks(model_dir, ckpt, state, batch_size, steps, log),
                 verbose=fit_verbose)
     train_seconds = time.perf_counter() - t0
+    if end_epoch < epochs:
+        log(f"stopped after epoch {end_epoch} of {epochs}; rerun with --resume to continue")
+        return None
 
     net.load_weights(str(model_dir / "best.weights.h5"))
     atomic_save(model_dir / "model.keras", net.save)
@@ -332,7 +339,7 @@ def main(argv):
         cfg = resolve_config(FLAGS)
         model_dir = FLAGS.model_dir or os.path.join("runs", f"{cfg['model']}_c{cfg['channels']}")
         run_training(cfg, model_dir, resume=FLAGS.resume, verbose=FLAGS.verbose,
-                     log=lambda m: print(m, flush=True))
+                     log=lambda m: print(m, flush=True), stop_after_epochs=FLAGS.stop_after_epochs)
     except (config_lib.ConfigError, DataError, RunError) as e:
         sys.exit(f"error: {e}")
     except KeyboardInterrupt:

@@ -25,7 +25,7 @@ def real_data():
 def synth_folder(tmp_path_factory):
     from synth import make_speech_commands_folder
 
-    return make_speech_commands_folder(tmp_path_factory.mktemp("sc"), clips_per_class=24, speakers=8)
+    return make_speech_commands_folder(tmp_path_factory.mktemp("sc"), clips_per_class=24, speakers=12)
 
 
 def quick_run_config(data_dir, channels: int = 8, epochs: int = 15, batch_size: int = 16, seed: int = 0, **over):
