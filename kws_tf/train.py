@@ -199,15 +199,16 @@ def write_report(net, dataset, normalization, model_dir: pathlib.Path, extra: di
     test = metrics.summarize(dataset.test.labels, pt) if pt is not None else None
     main = test or val
     gate_x = xv if xv is not None else data.clean_features(dataset.train.subset(np.arange(min(500, len(dataset.train)))), normalization)
-    gates = model_lib.gate_model(net).predict(gate_x, batch_size=batch_size, verbose=0)
+    has_gate = any(layer.name == "gate" for layer in net.layers)  # baselines have none
+    gates = model_lib.gate_model(net).predict(gate_x, batch_size=batch_size, verbose=0) if has_gate else None
     report = {
         "model": net.name,
         "params": model_lib.count_params(net),
         "macs": model_lib.count_macs(net),
         "val_accuracy": val["accuracy"] if val else None,
         "test_accuracy": test["accuracy"] if test else None,
-        "gate_open_fraction": float((gates > 0).mean()),
-        "gate_mean": float(gates.mean()),
+        "gate_open_fraction": float((gates > 0).mean()) if gates is not None else None,
+        "gate_mean": float(gates.mean()) if gates is not None else None,
         "per_class": main["per_class"],
         "confusion": main["confusion"],
         "confusion_split": "test" if test else "validation",
@@ -300,7 +301,8 @@ def run_training(run_config: dict, model_dir, resume: bool = False, verbose: str
     report = write_report(net, dataset, normalization, model_dir, extra)
     log(f"done: val_accuracy {report['val_accuracy']:.4f}"
         + (f", test_accuracy {report['test_accuracy']:.4f}" if report["test_accuracy"] is not None else "")
-        + f", gates open {report['gate_open_fraction']:.3f}; report in {model_dir / 'report.json'}")
+        + (f", gates open {report['gate_open_fraction']:.3f}" if report["gate_open_fraction"] is not None else "")
+        + f"; report in {model_dir / 'report.json'}")
     return report
 
 
