@@ -1,0 +1,109 @@
+"""Figures of the evaluation: accuracy vs SNR, MFCC beside its gate mask, open-gate fraction per class.
+
+All functions write a PNG (matplotlib's Agg backend, no display needed) and return nothing.
+The confusion matrix lives in `kws_tf.metrics.plot_confusion`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def snr_label(level) -> str:
+    """'clean' for None / 'clean', else '<n> dB'."""
+    if level is None or (isinstance(level, str) and level == "clean"):
+        return "clean"
+    return f"{float(level):g} dB"
+
+
+def plot_snr_curve(curves: dict, path, title: str = "accuracy vs SNR") -> None:
+    """Accuracy per noise level, one line per entry of `curves`.
+
+    `curves`: name -> list of `{"snr_db": float | None, "accuracy": float}` (None = clean),
+    in the order to draw them (clean first, then decreasing SNR, reads left to right as
+    'more noise').
+    """
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    ticks: list[str] = []
+    for name, rows in curves.items():
+        labels = [snr_label(r["snr_db"]) for r in rows]
+        if len(labels) > len(ticks):
+            ticks = labels
+        acc = [np.nan if r["accuracy"] is None else 100.0 * r["accuracy"] for r in rows]
+        ax.plot(range(len(rows)), acc, marker="o", label=name)
+        for x, a in enumerate(acc):
+            if np.isfinite(a):
+                ax.annotate(f"{a:.1f}", (x, a), textcoords="offset points", xytext=(0, 6), ha="center", fontsize=8)
+    ax.set_xticks(range(len(ticks)), ticks)
+    ax.set_xlabel("signal-to-noise ratio of the mixed background noise")
+    ax.set_ylabel("top-1 accuracy (%)")
+    ax.set_ylim(0, 109)
+    ax.set_yticks(range(0, 101, 20))
+    ax.grid(True, alpha=0.3)
+    ax.set_title(title)
+    if len(curves) > 1:
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_gate_clip(mfcc: np.ndarray, gate: np.ndarray, path, title: str = "") -> None:
+    """MFCC `[T, 32]` (normalised, as the model sees it) beside the inference gate mask `[T, 32]`.
+
+    Time runs left to right, MFCC coefficient bottom to top, in both panels.
+    """
+    plt = _pyplot()
+    mfcc = np.asarray(mfcc, np.float32).reshape(-1, np.shape(mfcc)[-1])
+    gate = np.asarray(gate, np.float32).reshape(-1, np.shape(gate)[-1])
+    frames = mfcc.shape[0]
+    extent = (0, frames * 10, -0.5, mfcc.shape[1] - 0.5)  # 10 ms hop
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8), sharey=True)
+    lim = float(np.percentile(np.abs(mfcc), 99)) or 1.0
+    im0 = axes[0].imshow(mfcc.T, origin="lower", aspect="auto", cmap="coolwarm", vmin=-lim, vmax=lim,
+                         extent=extent, interpolation="nearest")
+    axes[0].set_title("normalised MFCC (model input)")
+    axes[0].set_xlabel("time (ms)")
+    axes[0].set_ylabel("MFCC coefficient")
+    fig.colorbar(im0, ax=axes[0], fraction=0.046, label="std units")
+    im1 = axes[1].imshow(gate.T, origin="lower", aspect="auto", cmap="gray_r", vmin=0, vmax=1,
+                         extent=extent, interpolation="nearest")
+    axes[1].set_title(f"inference gate g = clip(mu + 0.5, 0, 1); open {float((gate > 0).mean()):.1%}")
+    axes[1].set_xlabel("time (ms)")
+    fig.colorbar(im1, ax=axes[1], fraction=0.046, label="gate value")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def plot_open_fraction(per_class: dict, path, title: str = "open-gate fraction per class") -> None:
+    """Bar chart of `per_class`: class name -> fraction in [0, 1] (None: no clips, drawn empty)."""
+    plt = _pyplot()
+    names = list(per_class)
+    values = [np.nan if per_class[n] is None else float(per_class[n]) for n in names]
+    fig, ax = plt.subplots(figsize=(7.5, 4.2))
+    bars = ax.bar(range(len(names)), [0 if np.isnan(v) else 100 * v for v in values], color="tab:blue")
+    for b, v in zip(bars, values):
+        ax.annotate("n/a" if np.isnan(v) else f"{100 * v:.1f}", (b.get_x() + b.get_width() / 2, b.get_height()),
+                    textcoords="offset points", xytext=(0, 3), ha="center", fontsize=8)
+    ax.set_xticks(range(len(names)), names, rotation=45, ha="right")
+    ax.set_ylabel("open gates (% of the 32 x T mask)")
+    top = np.nanmax(values) if np.any(np.isfinite(values)) else 1.0
+    ax.set_ylim(0, max(5.0, 100 * top * 1.2))
+    ax.grid(True, axis="y", alpha=0.3)
+    ax.set_title(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
