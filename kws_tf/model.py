@@ -80,7 +80,9 @@ def gate_model(model: keras.Model) -> keras.Model:
     return keras.Model(model.input, model.get_layer("gate").output)
 
 
-MODEL_BUILDERS = {"sparknet": build_sparknet}
+from kws_tf.baselines import build_bcresnet, build_dscnn  # noqa: E402  (imports nothing from here at load time)
+
+MODEL_BUILDERS = {"sparknet": build_sparknet, "dscnn": build_dscnn, "bcresnet": build_bcresnet}
 
 
 def build_model(name: str, channels: int, **kwargs) -> keras.Model:
