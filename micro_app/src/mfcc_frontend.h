@@ -91,12 +91,13 @@ class MfccFrontend {
  private:
   FrontendTables t_ = {};
   bool ready_ = false;
-  float mel_scale_ = 0.0f;  // pcm_scale^2: applied to 32 mel sums, not 400 samples
+  float mel_scale_ = 0.0f;  // pcm_scale^2 / 4: applied to 32 mel sums, not 400 samples
+  bool dct_symmetric_ = false;  // the table allows the half-size DCT
   RealFft512 fft_;
   int16_t history_[dims::kWindowSamples];
   int fill_ = 0;
   uint32_t frames_produced_ = 0;
-  float fft_buffer_[dims::kFftSize];
+  float fft_buffer_[dims::kFftSize];  // FFT work space
   float power_[dims::kNumFftBins];
   float log_mel_[dims::kNumMel];
   float mfcc_[dims::kNumMfcc];
