@@ -1,0 +1,403 @@
+"""The device twin: the board's whole keyword-spotting loop, run on the host.
+
+    python -m kws_tf.simulate --model=export/NAME/model_int8.tflite --wav=LONG.wav \
+        [--csv=out.csv] [--period_frames=N] [--detection_threshold=S] [--average_window_ms=MS] \
+        [--suppression_ms=MS] [--minimum_count=N] [--tail_ms=MS]
+
+Nothing of the pipeline is rewritten in Python:
+
+    audio (int16, fed in chunks) ──► C++ MFCC front-end + int8 feature window (micro_app/src)
+        ──► every N frames: the int8 101×32 window ──► the int8 flatbuffer in the real
+            TensorFlow Lite Micro interpreter (`tflite_micro`, via `kws_tf.tflm`)
+        ──► C++ output scaling + recogniser ──► "KWS <label> score=<s> t=<ms>" lines
+
+The C++ side is `kws_app` (KwsApp::ProcessSamples) through `kws_tf.native.NativeApp`,
+the same code the board compiles; only the model runner is the Python TFLM binding.
+Defaults (inference period, recogniser settings) are read from the C++ core, not
+retyped. Timestamps are audio time since the start of the file, as on the board.
+
+Constants come from the export folder next to the model:
+- int8 input/output quantisation and whether the output is logits (no SOFTMAX at the
+  end): read from the flatbuffer itself (`tflite_tools.inspect_model`);
+- per-coefficient normalisation: `export_report.json` (any `{"mean": [...32], "std":
+  [...32]}` object in it, preferably under a key containing "normalization"), else
+  `normalization.json` in the same folder;
+- labels: `export_report.json["labels"]` if present, else `kws_tf.labels.LABELS`.
+
+Python API:
+    model = load_exported(path)                  # ExportedModel
+    twin = DeviceTwin(model, period_frames=None, recognizer={"detection_threshold": 200})
+    detections = twin.run(pcm)                   # [Detection(time_s, label, score)]
+"""
+
+from __future__ import annotations
+
+import csv
+import ctypes
+import dataclasses
+import json
+import math
+import os
+import pathlib
+import re
+import sys
+
+import numpy as np
+
+from kws_tf import features, labels as labels_lib
+
+
+class SimulateError(ValueError):
+    """Unusable model, export folder or audio; one line for the user."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Detection:
+    """A command the device reported: audio time (s) of the inference that fired it."""
+
+    time_s: float
+    label: str
+    score: int
+
+    def line(self) -> str:
+        return f"t={self.time_s:.2f}s {self.label} score={self.score}"
+
+
+@dataclasses.dataclass
+class ExportedModel:
+    """An exported int8 model plus the constants the device needs to feed it."""
+
+    path: pathlib.Path
+    model_bytes: bytes
+    normalization: features.Normalization
+    input_scale: float
+    input_zero_point: int
+    output_scale: float
+    output_zero_point: int
+    output_is_logits: bool
+    labels: tuple
+    input_shape: tuple
+    normalization_source: str
+
+
+# --------------------------------------------------------------------------- loading
+
+def _find_mean_std(obj, path=""):
+    """(path, dict) of every `{"mean": [32], "std": [32]}` object inside a JSON value."""
+    found = []
+    if isinstance(obj, dict):
+        mean, std = obj.get("mean"), obj.get("std")
+        if isinstance(mean, list) and isinstance(std, list) and len(mean) == len(std) == features.NUM_MFCC:
+            found.append((path, obj))
+        for key, value in obj.items():
+            found.extend(_find_mean_std(value, f"{path}.{key}" if path else str(key)))
+    elif isinstance(obj, list) and len(obj) < 64:
+        for i, value in enumerate(obj):
+            found.extend(_find_mean_std(value, f"{path}[{i}]"))
+    return found
+
+
+def _read_json(path: pathlib.Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise SimulateError(f"{path}: not readable JSON ({e})") from None
+
+
+def _normalization_from_folder(folder: pathlib.Path, report: dict | None) -> tuple[features.Normalization, str]:
+    candidates = []
+    if report is not None:
+        found = _find_mean_std(report)
+        found.sort(key=lambda pd: (0 if "normali" in pd[0].lower() else 1, len(pd[0])))
+        candidates += [(f"{folder / 'export_report.json'}:{p or '/'}", d) for p, d in found]
+    norm_path = folder / "normalization.json"
+    if norm_path.exists():
+        candidates.append((str(norm_path), _read_json(norm_path)))
+    if not candidates:
+        raise SimulateError(f"no normalisation next to the model: expected {folder / 'export_report.json'} "
+                            f"(with mean/std) or {norm_path}")
+    source, d = candidates[0]
+    try:
+        return features.Normalization.from_dict(d), source
+    except (KeyError, TypeError, ValueError) as e:
+        raise SimulateError(f"{source}: unusable normalisation ({e})") from None
+
+
+def check_input_shape(shape) -> None:
+    """Refuse a model whose input is not one front-end window (NUM_FRAMES x NUM_MFCC, batch 1)."""
+    dims = tuple(int(d) for d in shape)
+    want = (features.NUM_FRAMES, features.NUM_MFCC)
+    if len(dims) < 2 or dims[-2:] != want or int(np.prod(dims)) != want[0] * want[1]:
+        raise SimulateError(f"model input shape {list(dims)} does not match the front-end window "
+                            f"{features.NUM_FRAMES} frames x {features.NUM_MFCC} coefficients "
+                            f"(batch 1, e.g. [1, 1, {want[0]}, {want[1]}])")
+
+
+def load_exported(model_path) -> ExportedModel:
+    """Reads `model_int8.tflite` and the constants from its export folder; checks it fits the device."""
+    from kws_tf import tflite_tools
+
+    path = pathlib.Path(model_path)
+    if not path.is_file():
+        raise SimulateError(f"model {path} does not exist")
+    model_bytes = path.read_bytes()
+    if not model_bytes:
+        raise SimulateError(f"model {path} is empty")
+    try:
+        info = tflite_tools.inspect_model(model_bytes)
+        inp, out = info.input, info.output
+        if inp.dtype != "INT8" or out.dtype != "INT8":
+            raise SimulateError(f"model {path}: input/output are {inp.dtype}/{out.dtype}; the device needs a "
+                                "fully int8 model (export with --int8)")
+        check_input_shape(inp.shape)
+        in_scale, in_zp = tflite_tools.quant_params(inp)
+        out_scale, out_zp = tflite_tools.quant_params(out)
+    except tflite_tools.ConversionError as e:
+        raise SimulateError(f"model {path}: {e}") from None
+    folder = path.parent
+    report_path = folder / "export_report.json"
+    report = _read_json(report_path) if report_path.exists() else None
+    norm, norm_source = _normalization_from_folder(folder, report)
+    label_list = tuple(labels_lib.LABELS)
+    if isinstance(report, dict) and isinstance(report.get("labels"), list):
+        label_list = tuple(str(s) for s in report["labels"])
+    num_out = int(np.prod(out.shape)) if out.shape else 0
+    if num_out != len(label_list):
+        raise SimulateError(f"model {path} has {num_out} outputs but {len(label_list)} labels")
+    return ExportedModel(
+        path=path, model_bytes=model_bytes, normalization=norm,
+        input_scale=float(in_scale), input_zero_point=int(in_zp),
+        output_scale=float(out_scale), output_zero_point=int(out_zp),
+        output_is_logits=bool(info.ops) and info.ops[-1] != "SOFTMAX",
+        labels=label_list, input_shape=tuple(inp.shape), normalization_source=norm_source,
+    )
+
+
+# --------------------------------------------------------------------------- device defaults
+
+def device_defaults() -> dict:
+    """The C++ core's AppConfig defaults (`inference_every_frames`, ...) and RecognizerConfig defaults."""
+    from kws_tf import native
+
+    lib = native.load_library()
+    cfg = native._AppConfig()
+    lib.kws_app_default_config(ctypes.byref(cfg))
+    out = {name: int(getattr(cfg, name)) for name in native.APP_FIELDS}
+    out["recognizer"] = native.recognizer_defaults()
+    return out
+
+
+RECOGNIZER_FLAGS = ("average_window_ms", "detection_threshold", "suppression_ms", "minimum_count")
+
+_KWS_LINE = re.compile(r"^KWS (\S+) score=(-?\d+) t=(\d+)$")
+
+
+def parse_kws_line(line: str) -> Detection | None:
+    """`KWS yes score=231 t=12340` -> Detection(12.34, 'yes', 231); other lines -> None."""
+    m = _KWS_LINE.match(line.strip())
+    if not m:
+        return None
+    return Detection(int(m.group(3)) / 1000.0, m.group(1), int(m.group(2)))
+
+
+# --------------------------------------------------------------------------- the twin
+
+class DeviceTwin:
+    """The board's loop (C++ kws_app) around the real TFLM interpreter.
+
+    `period_frames`: run the model every this many 10 ms frames (None: the core's
+    default). `recognizer`: overrides of the C++ RecognizerConfig fields.
+    `record_windows=True` keeps every int8 window fed to TFLM with the number of
+    frames computed so far (`windows`, `window_frames`) for parity checks.
+    """
+
+    def __init__(self, model: ExportedModel, period_frames: int | None = None, recognizer: dict | None = None,
+                 record_windows: bool = False, arena_size: int | None = None):
+        from kws_tf import native, tflm
+
+        if period_frames is not None and int(period_frames) < 1:
+            raise SimulateError(f"period_frames must be >= 1, got {period_frames}")
+        self.model = model
+        try:
+            self.runner = tflm.TflmRunner(model.model_bytes, arena_size)
+        except tflm.TflmError as e:
+            raise SimulateError(f"model {model.path}: {e}") from None
+        check_input_shape(self.runner.input_shape)
+        self.record_windows = record_windows
+        self.windows: list[np.ndarray] = []
+        self.window_frames: list[int] = []
+        app_config = {}
+        if period_frames is not None:
+            app_config["inference_every_frames"] = int(period_frames)
+        rec = {k: int(v) for k, v in (recognizer or {}).items() if v is not None}
+        try:
+            self.app = native.NativeApp(
+                model.normalization, model.input_scale, model.input_zero_point, self._run,
+                labels=model.labels, output_scale=model.output_scale, output_zero_point=model.output_zero_point,
+                output_is_logits=model.output_is_logits, recognizer=rec, **app_config)
+        except ValueError as e:
+            raise SimulateError(str(e)) from None
+        self.period_frames = int(self.app.config.inference_every_frames)
+        self.recognizer_config = {name: int(getattr(self.app.config.recognizer, name))
+                                  for name in native.RECOGNIZER_FIELDS}
+
+    def _run(self, window: np.ndarray) -> np.ndarray:
+        if self.record_windows:
+            self.windows.append(window.copy())
+            self.window_frames.append(self.app.counters["frames"])
+        return self.runner.invoke(window.reshape(self.runner.input_shape))
+
+    def reset(self) -> None:
+        self.app.reset()
+        self.windows.clear()
+        self.window_frames.clear()
+
+    def feed(self, pcm, chunk_samples: int = 512) -> list[Detection]:
+        """Feeds int16 audio in chunks of `chunk_samples` (as the board's PDM buffers do)."""
+        pcm = np.asarray(pcm)
+        found = []
+        for start in range(0, pcm.shape[0], max(1, int(chunk_samples))):
+            for line in self.app.process(pcm[start:start + chunk_samples]):
+                d = parse_kws_line(line)
+                if d is not None:
+                    found.append(d)
+        return found
+
+    def run(self, pcm, tail_ms: int = 1000, chunk_samples: int = 512) -> list[Detection]:
+        """From a reset: the audio plus `tail_ms` of silence (so a keyword at the very end
+        still gets its averaging window) -> detections, in time order."""
+        self.reset()
+        found = self.feed(pcm, chunk_samples)
+        tail = int(tail_ms) * features.SAMPLE_RATE // 1000
+        if tail > 0:
+            found += self.feed(np.zeros(tail, np.int16), chunk_samples)
+        return found
+
+    @property
+    def counters(self) -> dict:
+        return self.app.counters
+
+    def close(self) -> None:
+        self.app.close()
+
+
+def write_csv(path, detections: list[Detection]) -> None:
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["time_s", "label", "score"])
+        for d in detections:
+            w.writerow([f"{d.time_s:.3f}", d.label, d.score])
+
+
+def read_stream_wav(path, warn=None) -> np.ndarray:
+    """A wav as 16 kHz mono int16; other rates / channel counts are converted with a warning."""
+    import soundfile as sf
+
+    from kws_tf.audio_io import AudioError, read_wav
+
+    path = pathlib.Path(path)
+    if not path.is_file():
+        raise SimulateError(f"wav {path} does not exist")
+    try:
+        info = sf.info(str(path))
+    except Exception as e:
+        raise SimulateError(f"{path}: not a readable audio file ({str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__})") from None
+    try:
+        pcm = read_wav(path)
+    except AudioError as e:
+        raise SimulateError(str(e)) from None
+    if pcm.size == 0:
+        raise SimulateError(f"{path}: empty audio file")
+    expected = int(info.frames)
+    if info.samplerate > 0:
+        expected_out = int(math.ceil(expected * features.SAMPLE_RATE / info.samplerate))
+        if expected > 0 and abs(pcm.size - expected_out) > 2:
+            raise SimulateError(f"{path}: truncated ({pcm.size} samples read, header says {expected_out})")
+    if info.samplerate != features.SAMPLE_RATE or info.channels != 1:
+        (warn or _warn)(f"warning: {path} is {info.samplerate} Hz, {info.channels} channel(s); "
+                        f"resampled/downmixed to {features.SAMPLE_RATE} Hz mono")
+    return pcm
+
+
+def _warn(msg: str) -> None:
+    print(msg, file=sys.stderr)
+
+
+# --------------------------------------------------------------------------- CLI
+
+def define_flags():
+    from absl import flags
+
+    flags.DEFINE_string("model", None, "Exported int8 model (export/NAME/model_int8.tflite); its folder holds "
+                        "export_report.json / normalization.json.")
+    flags.DEFINE_string("wav", None, "Audio to run (any length; other rates/stereo are converted with a warning).")
+    flags.DEFINE_string("csv", None, "Also write the detections here (time_s,label,score).")
+    flags.DEFINE_integer("period_frames", None, "Run the model every N 10 ms frames (default: the device core's).")
+    flags.DEFINE_integer("tail_ms", 1000, "Silence appended after the audio so a final keyword can complete.")
+    flags.DEFINE_integer("average_window_ms", None, "Recogniser averaging window (default: the device core's).")
+    flags.DEFINE_integer("detection_threshold", None, "Recogniser threshold 0..255 (default: the device core's).")
+    flags.DEFINE_integer("suppression_ms", None, "Recogniser: no new command within this long (default: core's).")
+    flags.DEFINE_integer("minimum_count", None, "Recogniser: results needed before deciding (default: core's).")
+
+
+def main(argv):
+    from absl import flags
+
+    FLAGS = flags.FLAGS
+    if len(argv) > 1:
+        raise SimulateError(f"unexpected arguments: {' '.join(argv[1:])}")
+    if not FLAGS.model or not FLAGS.wav:
+        raise SimulateError("--model and --wav are required")
+    if FLAGS.tail_ms < 0:
+        raise SimulateError("--tail_ms must be >= 0")
+    model = load_exported(FLAGS.model)
+    pcm = read_stream_wav(FLAGS.wav)
+    rec = {name: getattr(FLAGS, name) for name in RECOGNIZER_FLAGS}
+    twin = DeviceTwin(model, period_frames=FLAGS.period_frames, recognizer=rec)
+    detections = twin.run(pcm, tail_ms=FLAGS.tail_ms)
+    for d in detections:
+        print(d.line())
+    c = twin.counters
+    print(f"# {len(detections)} detection(s) in {pcm.size / features.SAMPLE_RATE:.2f} s of audio; "
+          f"{c['inferences']} inferences every {twin.period_frames} frames; recogniser "
+          + " ".join(f"{k}={v}" for k, v in twin.recognizer_config.items() if k in RECOGNIZER_FLAGS),
+          file=sys.stderr)
+    if c["invoke_errors"]:
+        raise SimulateError(f"{c['invoke_errors']} model invocations failed")
+    if FLAGS.csv:
+        try:
+            write_csv(FLAGS.csv, detections)
+        except OSError as e:
+            raise SimulateError(f"cannot write {FLAGS.csv}: {e.strerror or e}") from None
+    return 0
+
+
+def _entry():
+    from absl import app, flags
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+    def guarded(argv):
+        try:
+            return main(argv)
+        except SimulateError as e:
+            print(f"error: {e}", file=sys.stderr)
+            sys.exit(2)
+        except (RuntimeError, OSError) as e:
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            print(f"error: {first}", file=sys.stderr)
+            sys.exit(2)
+
+    def parse(argv):
+        try:
+            return flags.FLAGS(argv)
+        except flags.Error as e:
+            print(f"error: {e}", file=sys.stderr)
+            sys.exit(2)
+
+    define_flags()
+    app.run(guarded, flags_parser=parse)
+
+
+if __name__ == "__main__":
+    _entry()
