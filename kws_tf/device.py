@@ -1,0 +1,360 @@
+"""Host side of the board's Serial protocol (micro_app/micro_app.ino), over pyserial.
+
+    python -m kws_tf.device bench    --port PORT [--baud 115200] [--count 10] [--timeout 120] [--json FILE]
+    python -m kws_tf.device monitor  --port PORT [--timeout 0]
+    python -m kws_tf.device selftest --port PORT [--timeout 60]
+
+Lines the board prints (one per line, ASCII):
+
+    KWS <label> score=<0..255> t=<ms>                 a detection (t: audio time since start)
+    BENCH mfcc_us=a/b/c invoke_us=a/b/c frames=N invokes=N arena=N overruns=N dropped=N
+                                                      min/median/max of the last K timings
+    SELFTEST BEGIN clips=N
+    SELFTEST CLIP <name> expected=<label>             (label "" = no keyword)
+    SELFTEST PASS|FAIL expected=a,b detected=a,b      (the core's verdict for that clip)
+    SELFTEST END pass=N fail=N
+    ERROR <what>                                      (fatal errors repeat with a blink code)
+    INFO ...                                          boot banner, mode changes
+
+Commands the board accepts (single characters): `b` benchmark lines on, `x` off,
+`r` one BENCH line now, `t` self-test, `h` help.
+
+The parse functions are pure; the serial loops take an open pyserial port so they
+can be driven by a pseudo-terminal in the tests.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import statistics
+import sys
+import time
+
+TRIPLE_METRICS = ("mfcc_us", "invoke_us")
+
+_DETECTION_RE = re.compile(r"^KWS (?P<label>\S+) score=(?P<score>\d+) t=(?P<t>\d+)$")
+_TRIPLE_RE = re.compile(r"^(\d+)/(\d+)/(\d+)$")
+
+
+class DeviceError(RuntimeError):
+    """Port or protocol problem; one line for the user."""
+
+
+# ------------------------------------------------------------------ parsing (pure)
+
+def parse_bench_line(line: str) -> dict:
+    """`BENCH k=v ...` -> {k: int or (min, median, max)}; ValueError if it is not one.
+
+    Unknown keys are kept (integers, triples, or strings), so a newer board can add fields.
+    """
+    text = line.strip()
+    parts = text.split()
+    if not parts or parts[0] != "BENCH":
+        raise ValueError(f"not a BENCH line: {line!r}")
+    out: dict = {}
+    for item in parts[1:]:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"malformed BENCH field {item!r} in {line!r}")
+        m = _TRIPLE_RE.match(value)
+        if m:
+            out[key] = tuple(int(g) for g in m.groups())
+        elif value.isdigit():
+            out[key] = int(value)
+        else:
+            out[key] = value
+    for key in TRIPLE_METRICS:
+        if key in out and not isinstance(out[key], tuple):
+            raise ValueError(f"BENCH field {key} is not min/median/max: {line!r}")
+    if not any(k in out for k in TRIPLE_METRICS):
+        raise ValueError(f"BENCH line without timings: {line!r}")
+    return out
+
+
+def parse_detection_line(line: str) -> dict | None:
+    """`KWS <label> score=<s> t=<ms>` -> {"label", "score", "t_ms"}; None for any other line."""
+    m = _DETECTION_RE.match(line.strip())
+    if not m:
+        return None
+    score = int(m.group("score"))
+    if score > 255:
+        return None
+    return {"label": m.group("label"), "score": score, "t_ms": int(m.group("t"))}
+
+
+def parse_selftest_line(line: str) -> dict | None:
+    """SELFTEST lines -> {"kind": begin|clip|result|end, ...}; None for any other line."""
+    parts = line.strip().split(" ")
+    if len(parts) < 2 or parts[0] != "SELFTEST":
+        return None
+    kind = parts[1]
+    fields = {}
+    rest = []
+    for p in parts[2:]:
+        k, sep, v = p.partition("=")
+        if sep:
+            fields[k] = v
+        else:
+            rest.append(p)
+    if kind == "BEGIN":
+        return {"kind": "begin", "clips": int(fields.get("clips", "0") or 0)}
+    if kind == "CLIP" and rest:
+        return {"kind": "clip", "name": rest[0], "expected": fields.get("expected", "")}
+    if kind in ("PASS", "FAIL"):
+        split = lambda s: [x for x in s.split(",") if x]  # noqa: E731
+        return {"kind": "result", "passed": kind == "PASS", "expected": split(fields.get("expected", "")),
+                "detected": split(fields.get("detected", ""))}
+    if kind == "END":
+        return {"kind": "end", "pass": int(fields.get("pass", "0") or 0), "fail": int(fields.get("fail", "0") or 0)}
+    return None
+
+
+def is_error_line(line: str) -> bool:
+    return line.strip().startswith("ERROR")
+
+
+def summarize_bench(records: list[dict]) -> dict:
+    """Across BENCH lines: per timing metric min of mins, median of medians, max of maxes;
+    counters as first/last/delta (they are cumulative on the board); arena as max."""
+    if not records:
+        raise ValueError("no BENCH lines to summarise")
+    summary: dict = {"lines": len(records), "metrics": {}, "counters": {}}
+    for key in TRIPLE_METRICS:
+        triples = [r[key] for r in records if isinstance(r.get(key), tuple)]
+        if triples:
+            summary["metrics"][key] = {
+                "min": min(t[0] for t in triples),
+                "median": statistics.median(t[1] for t in triples),
+                "max": max(t[2] for t in triples),
+            }
+    for key in ("frames", "invokes", "overruns", "dropped"):
+        values = [r[key] for r in records if isinstance(r.get(key), int)]
+        if values:
+            summary["counters"][key] = {"first": values[0], "last": values[-1], "delta": values[-1] - values[0]}
+    arenas = [r["arena"] for r in records if isinstance(r.get("arena"), int)]
+    if arenas:
+        summary["arena_bytes"] = max(arenas)
+    return summary
+
+
+def format_bench_summary(summary: dict) -> str:
+    lines = [f"{summary['lines']} BENCH lines", f"{'metric':<12}{'min':>10}{'median':>10}{'max':>10}"]
+    for key, m in summary["metrics"].items():
+        med = m["median"]
+        med_text = f"{med:g}" if isinstance(med, float) else str(med)
+        lines.append(f"{key:<12}{m['min']:>10}{med_text:>10}{m['max']:>10}")
+    if "arena_bytes" in summary:
+        lines.append(f"arena used: {summary['arena_bytes']} bytes")
+    for key, c in summary["counters"].items():
+        lines.append(f"{key}: {c['last']} (+{c['delta']} during the run)")
+    overruns = summary["counters"].get("overruns", {}).get("delta", 0)
+    dropped = summary["counters"].get("dropped", {}).get("delta", 0)
+    if overruns or dropped:
+        lines.append(f"WARNING: audio overruns during the run ({overruns} events, {dropped} samples dropped): "
+                     "the loop did not keep up with the microphone")
+    return "\n".join(lines)
+
+
+# ------------------------------------------------------------------ serial
+
+def open_port(port: str, baud: int = 115200, timeout: float = 0.2):
+    """pyserial port (device path or pyserial URL); DeviceError with one line if it cannot be opened."""
+    import serial
+
+    try:
+        return serial.serial_for_url(port, baudrate=baud, timeout=timeout)
+    except (serial.SerialException, OSError, ValueError) as e:
+        raise DeviceError(f"cannot open serial port {port!r}: {e}") from None
+
+
+def _lines(ser, deadline: float | None):
+    """Yields decoded, stripped, non-empty lines until the deadline (None: forever)."""
+    import serial
+
+    pending = b""
+    while deadline is None or time.monotonic() < deadline:
+        try:
+            chunk = ser.read(ser.in_waiting or 1)
+        except (serial.SerialException, OSError) as e:
+            raise DeviceError(f"serial read failed: {e}") from None
+        if not chunk:
+            continue
+        pending += chunk
+        while b"\n" in pending:
+            raw, pending = pending.split(b"\n", 1)
+            text = raw.decode("ascii", "replace").strip()
+            if text:
+                yield text
+
+
+def send_command(ser, command: str) -> None:
+    ser.write(command.encode("ascii") + b"\n")
+    ser.flush()
+
+
+def collect_bench(ser, count: int, timeout: float, send: bool = True, log=None) -> list[dict]:
+    """Turns benchmark lines on (`b`), collects `count` parsed BENCH lines, turns them off (`x`).
+
+    DeviceError if fewer than `count` arrive within `timeout` seconds or the board reports an
+    error. `log(line)` sees every non-BENCH line.
+    """
+    if send:
+        send_command(ser, "b")
+    records: list[dict] = []
+    try:
+        for line in _lines(ser, time.monotonic() + timeout):
+            if line.startswith("BENCH "):
+                try:
+                    records.append(parse_bench_line(line))
+                except ValueError as e:
+                    if log:
+                        log(f"ignored: {e}")
+                    continue
+                if len(records) >= count:
+                    break
+            else:
+                if log:
+                    log(line)
+                if is_error_line(line):
+                    raise DeviceError(f"board reported: {line}")
+    finally:
+        if send:
+            send_command(ser, "x")
+    if len(records) < count:
+        raise DeviceError(f"got {len(records)} of {count} BENCH lines within {timeout:g} s "
+                          "(is the sketch running, and is benchmark mode available?)")
+    return records
+
+
+def run_selftest(ser, timeout: float, log=None) -> list[dict]:
+    """Sends `t`; returns one dict per clip {"name", "expected", "passed", "detected"}.
+
+    DeviceError on timeout, an ERROR line, or a clip count that does not match BEGIN.
+    """
+    send_command(ser, "t")
+    clips: list[dict] = []
+    announced = None
+    current = None
+    for line in _lines(ser, time.monotonic() + timeout):
+        if log:
+            log(line)
+        if is_error_line(line):
+            raise DeviceError(f"board reported: {line}")
+        st = parse_selftest_line(line)
+        if st is None:
+            continue
+        if st["kind"] == "begin":
+            announced, clips, current = st["clips"], [], None
+        elif st["kind"] == "clip":
+            current = {"name": st["name"], "expected": st["expected"]}
+        elif st["kind"] == "result":
+            entry = dict(current or {"name": f"clip{len(clips)}", "expected": ",".join(st["expected"])})
+            entry.update(passed=st["passed"], detected=st["detected"])
+            clips.append(entry)
+            current = None
+        elif st["kind"] == "end":
+            if announced is not None and announced != len(clips):
+                raise DeviceError(f"self-test announced {announced} clips but reported {len(clips)}")
+            if st["pass"] + st["fail"] != len(clips):
+                raise DeviceError(f"self-test END counts {st['pass']}+{st['fail']} != {len(clips)} results")
+            return clips
+    raise DeviceError(f"no complete self-test within {timeout:g} s ({len(clips)} clip results seen)")
+
+
+def format_detection(d: dict) -> str:
+    return f"[{d['t_ms'] / 1000:9.2f} s] {d['label']:<10} score {d['score']:3d}"
+
+
+def monitor(ser, timeout: float = 0.0, out=None, err=None) -> dict:
+    """Prints detections (formatted) and other lines as they come; errors go to `err`.
+
+    Runs until `timeout` seconds (0: until interrupted). Returns counts.
+    """
+    out = out or sys.stdout
+    err = err or sys.stderr
+    counts = {"detections": 0, "errors": 0, "lines": 0}
+    deadline = time.monotonic() + timeout if timeout > 0 else None
+    for line in _lines(ser, deadline):
+        counts["lines"] += 1
+        d = parse_detection_line(line)
+        if d is not None:
+            counts["detections"] += 1
+            print(format_detection(d), file=out, flush=True)
+        elif is_error_line(line):
+            counts["errors"] += 1
+            print(line, file=err, flush=True)
+        else:
+            print(line, file=out, flush=True)
+    return counts
+
+
+# ------------------------------------------------------------------ CLI
+
+def define_flags():
+    from absl import flags
+
+    flags.DEFINE_string("port", None, "Serial port (/dev/ttyACM0, COM3) or pyserial URL.")
+    flags.DEFINE_integer("baud", 115200, "Baud rate (USB CDC ignores it; kept for real UARTs).")
+    flags.DEFINE_integer("count", 10, "bench: BENCH lines to collect.")
+    flags.DEFINE_float("timeout", None, "Seconds before giving up (bench 120, selftest 60, monitor 0 = forever).")
+    flags.DEFINE_string("json", "", "bench: also write the summary and raw lines to this JSON file.")
+    flags.DEFINE_bool("send", True, "bench: send 'b'/'x' to switch benchmark lines on/off.")
+    flags.mark_flag_as_required("port")
+
+
+COMMANDS = ("bench", "monitor", "selftest")
+
+
+def main(argv) -> int:
+    from absl import flags
+
+    FLAGS = flags.FLAGS
+    if len(argv) != 2 or argv[1] not in COMMANDS:
+        print(f"usage: python -m kws_tf.device {{{'|'.join(COMMANDS)}}} --port PORT [flags]", file=sys.stderr)
+        return 2
+    command = argv[1]
+    log = lambda line: print(line, file=sys.stderr, flush=True)  # noqa: E731
+    try:
+        ser = open_port(FLAGS.port, FLAGS.baud)
+    except DeviceError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    try:
+        if command == "bench":
+            if FLAGS.count < 1:
+                print("error: --count must be at least 1", file=sys.stderr)
+                return 2
+            timeout = 120.0 if FLAGS.timeout is None else FLAGS.timeout
+            records = collect_bench(ser, FLAGS.count, timeout, send=FLAGS.send, log=log)
+            summary = summarize_bench(records)
+            print(format_bench_summary(summary))
+            if FLAGS.json:
+                with open(FLAGS.json, "w", encoding="utf-8") as f:
+                    json.dump({"summary": summary, "records": records}, f, indent=2)
+            return 0
+        if command == "selftest":
+            timeout = 60.0 if FLAGS.timeout is None else FLAGS.timeout
+            clips = run_selftest(ser, timeout)
+            for c in clips:
+                print(f"{'PASS' if c['passed'] else 'FAIL'}  {c['name']:<20} expected={c['expected'] or '-'} "
+                      f"detected={','.join(c['detected']) or '-'}")
+            failed = sum(not c["passed"] for c in clips)
+            print(f"self-test: {len(clips) - failed}/{len(clips)} passed")
+            return 0 if clips and not failed else 1
+        counts = monitor(ser, 0.0 if FLAGS.timeout is None else FLAGS.timeout)
+        return 1 if counts["errors"] else 0
+    except DeviceError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    finally:
+        ser.close()
+
+
+if __name__ == "__main__":
+    from absl import app
+
+    define_flags()
+    app.run(lambda argv: sys.exit(main(argv)))
