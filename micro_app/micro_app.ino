@@ -240,7 +240,8 @@ bool g_bench_on = KWS_BENCHMARK != 0;
 uint32_t g_next_bench_inference = KWS_BENCH_EVERY;
 uint32_t g_reported_overruns = 0;
 uint32_t g_last_overrun_report_ms = 0;
-char g_fatal_line[160];
+bool g_overrun_reported = false;
+char g_fatal_line[200];
 }  // namespace
 
 // ---------------------------------------------------------------- functions
@@ -312,7 +313,7 @@ bool ScaleMatches(float a, float b) {
 
 // (1, ..., 1, kNumFrames, kNumMfcc) int8, quantised as the front-end quantises.
 void CheckInputTensor(const TfLiteTensor* t) {
-  char line[160];
+  char line[200];
   const TfLiteIntArray* d = t->dims;
   bool shape_ok = d != nullptr && d->size >= 2 && d->data[d->size - 1] == kws::kNumMfcc &&
                   d->data[d->size - 2] == kws::kNumFrames;
@@ -338,7 +339,7 @@ void CheckInputTensor(const TfLiteTensor* t) {
 }
 
 void CheckOutputTensor(const TfLiteTensor* t) {
-  char line[160];
+  char line[200];
   if (t->type != kTfLiteInt8 || t->bytes != static_cast<size_t>(kws::kNumClasses)) {
     snprintf(line, sizeof(line), "ERROR output tensor: type %d, %lu bytes; expected int8 x %d classes",
              static_cast<int>(t->type), static_cast<unsigned long>(t->bytes), kws::kNumClasses);
@@ -475,7 +476,8 @@ void OverrunTick() {
   const uint32_t overruns = g_ring.overrun_events();
   if (overruns == g_reported_overruns) return;
   const uint32_t now = millis();
-  if (now - g_last_overrun_report_ms < 1000) return;
+  if (g_overrun_reported && now - g_last_overrun_report_ms < 1000) return;
+  g_overrun_reported = true;
   g_last_overrun_report_ms = now;
   g_reported_overruns = overruns;
   char line[96];
@@ -495,7 +497,7 @@ void setup() {
   g_led.Begin();
   g_clock.Begin();
 
-  char line[160];
+  char line[200];
   const tflite::Model* model = tflite::GetModel(g_model);
   if (model->version() != TFLITE_SCHEMA_VERSION) {
     snprintf(line, sizeof(line), "ERROR model schema version %lu, this TFLM library supports %d",

@@ -261,3 +261,289 @@ def test_board_op_table_matches_micro_ops():
     from kws_tf import tflite_tools
 
     assert _ops_in_board_table() == tflite_tools.MICRO_OPS
+
+
+# ------------------------------------------------------------------ the sketch, on the host
+#
+# No Arduino core or TFLM library can be fetched here, so the sketch is compiled
+# against minimal stand-ins of the APIs it uses (Arduino.h, PDM.h, the TFLM headers),
+# linked with the real portable core and generated files, and run: setup(), Serial
+# commands, PDM callbacks, self-test, an overrun, and a fatal error. This checks the
+# glue's logic and output formats, not the real libraries' signatures.
+
+_STUB_ARDUINO = r"""
+#pragma once
+#include <stdint.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <string.h>
+#define LEDR 22
+#define LEDG 23
+#define LEDB 24
+#define OUTPUT 1
+#define HIGH 1
+#define LOW 0
+unsigned long millis();
+unsigned long micros();
+void delay(unsigned long ms);
+void delayMicroseconds(unsigned int us);
+void pinMode(int, int);
+void digitalWrite(int, int);
+void analogWrite(int, int);
+class StubSerial {
+ public:
+  void begin(long) {}
+  explicit operator bool() const { return true; }
+  int available() { return static_cast<int>(strlen(in_ + pos_)); }
+  int read() { return in_[pos_] ? in_[pos_++] : -1; }
+  void print(const char* s) { fputs(s, stdout); }
+  void print(int v) { printf("%d", v); }
+  void println(const char* s) { printf("%s\n", s); }
+  void println(int v) { printf("%d\n", v); }
+  void inject(const char* s) { strncpy(in_, s, sizeof(in_) - 1); pos_ = 0; }
+ private:
+  char in_[64] = {0};
+  size_t pos_ = 0;
+};
+extern StubSerial Serial;
+"""
+
+_STUB_PDM = r"""
+#pragma once
+#include <stdint.h>
+class PDMClass {
+ public:
+  void onReceive(void (*cb)()) { cb_ = cb; }
+  int begin(int channels, long rate) { return channels == 1 && rate == 16000; }
+  void end() {}
+  void setGain(int) {}
+  int available() { return bytes_; }
+  int read(void* dst, int n);
+  void Push(const int16_t* samples, int n);  // test helper: "DMA" then IRQ
+ private:
+  void (*cb_)() = nullptr;
+  int16_t buf_[256];
+  int bytes_ = 0;
+  int pos_ = 0;
+};
+extern PDMClass PDM;
+"""
+
+_STUB_INTERPRETER = r"""
+#pragma once
+#include <stddef.h>
+#include <stdint.h>
+typedef enum { kTfLiteOk = 0, kTfLiteError = 1 } TfLiteStatus;
+typedef enum { kTfLiteNoType = 0, kTfLiteFloat32 = 1, kTfLiteInt8 = 9 } TfLiteType;
+typedef struct { int size; int data[4]; } TfLiteIntArray;
+typedef struct { float scale; int32_t zero_point; } TfLiteQuantizationParams;
+typedef union { int8_t* int8; } TfLitePtrUnion;
+typedef struct {
+  TfLiteType type; TfLitePtrUnion data; TfLiteIntArray* dims;
+  TfLiteQuantizationParams params; size_t bytes;
+} TfLiteTensor;
+namespace tflite {
+struct Model { uint32_t version() const { return 3; } };
+inline const Model* GetModel(const void*) { static Model m; return &m; }
+class MicroOpResolver { public: virtual ~MicroOpResolver() {} };
+class MicroInterpreter {
+ public:
+  MicroInterpreter(const Model*, const MicroOpResolver&, uint8_t* arena, size_t size);
+  TfLiteStatus AllocateTensors();
+  TfLiteStatus Invoke();
+  TfLiteTensor* input(size_t) { return &in_; }
+  TfLiteTensor* output(size_t) { return &out_; }
+  size_t arena_used_bytes() const { return used_; }
+ private:
+  size_t size_, used_ = 0;
+  TfLiteTensor in_, out_;
+  TfLiteIntArray in_dims_, out_dims_;
+  int8_t in_data_[101 * 32], out_data_[12];
+};
+}  // namespace tflite
+"""
+
+_STUB_SOURCES = r"""
+#include "Arduino.h"
+#include "PDM.h"
+#include "tensorflow/lite/micro/micro_interpreter.h"
+#include "tensorflow/lite/micro/system_setup.h"
+#include <stdlib.h>
+StubSerial Serial;
+PDMClass PDM;
+static unsigned long g_us = 0;
+static int g_delays = 0;
+unsigned long micros() { return g_us += 37; }
+unsigned long millis() { return micros() / 1000; }
+void delay(unsigned long ms) { g_us += ms * 1000; if (++g_delays > 50) { fflush(stdout); exit(42); } }
+void delayMicroseconds(unsigned int us) { g_us += us; }
+void pinMode(int, int) {}
+void digitalWrite(int, int) {}
+void analogWrite(int, int) {}
+namespace tflite { void InitializeTarget() {} }
+int PDMClass::read(void* dst, int n) {
+  if (n > bytes_) n = bytes_;
+  memcpy(dst, reinterpret_cast<char*>(buf_) + pos_, n);
+  pos_ += n; bytes_ -= n;
+  return n;
+}
+void PDMClass::Push(const int16_t* s, int n) {
+  memcpy(buf_, s, n * 2); bytes_ = n * 2; pos_ = 0;
+  if (cb_) cb_();
+}
+namespace tflite {
+MicroInterpreter::MicroInterpreter(const Model*, const MicroOpResolver&, uint8_t*, size_t size) : size_(size) {}
+TfLiteStatus MicroInterpreter::AllocateTensors() {
+  used_ = 12345;
+  if (size_ < used_) return kTfLiteError;
+  in_dims_ = {4, {1, 1, 101, 32}};
+  out_dims_ = {2, {1, 12, 0, 0}};
+  in_ = {kTfLiteInt8, {in_data_}, &in_dims_, {STUB_INPUT_SCALE, 0}, sizeof(in_data_)};
+  out_ = {kTfLiteInt8, {out_data_}, &out_dims_, {1.0f / 256.0f, -128}, sizeof(out_data_)};
+  return kTfLiteOk;
+}
+// "yes" while any of the newest 30 frames has energy in MFCC coefficient 1.
+TfLiteStatus MicroInterpreter::Invoke() {
+  bool loud = false;
+  for (int t = 101 - 30; t < 101; ++t) loud = loud || in_data_[t * 32 + 1] > 20 || in_data_[t * 32 + 1] < -20;
+  for (int c = 0; c < 12; ++c) out_data_[c] = -128;
+  out_data_[loud ? 0 : 10] = 127;
+  return kTfLiteOk;
+}
+}  // namespace tflite
+"""
+
+_STUB_MAIN = r"""
+#include <math.h>
+#include "Arduino.h"
+#include "PDM.h"
+void setup();
+void loop();
+static void Feed(double seconds, double amplitude) {
+  static long n = 0;
+  int16_t chunk[256];
+  for (long k = 0; k < static_cast<long>(seconds * 16000) / 256; ++k) {
+    for (int i = 0; i < 256; ++i, ++n) chunk[i] = static_cast<int16_t>(amplitude * sin(2 * M_PI * 700.0 * n / 16000));
+    PDM.Push(chunk, 256);
+    loop();
+  }
+}
+int main() {
+  setup();
+  Serial.inject("h\n");
+  loop();
+  Serial.inject("b");
+  Feed(1.5, 0.0);
+  Feed(0.6, 8000.0);
+  Feed(1.5, 0.0);
+  Serial.inject("r");
+  loop();
+  Serial.inject("xt");
+  loop();
+  int16_t chunk[256] = {0};
+  for (int k = 0; k < 80; ++k) PDM.Push(chunk, 256);  // 1.3 s without the loop: overrun
+  for (int k = 0; k < 200; ++k) { PDM.Push(chunk, 256); loop(); }
+  return 0;
+}
+"""
+
+SKETCH_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "ADD", "TANH", "MINIMUM", "AVERAGE_POOL_2D", "FULLY_CONNECTED")
+
+
+def _write_stubs(root: pathlib.Path):
+    from kws_tf import tflite_tools
+
+    tfl = root / "tensorflow" / "lite"
+    (tfl / "micro").mkdir(parents=True)
+    (tfl / "schema").mkdir(parents=True)
+    (root / "Arduino.h").write_text(_STUB_ARDUINO)
+    (root / "PDM.h").write_text(_STUB_PDM)
+    (root / "TensorFlowLite.h").write_text("#pragma once\n")
+    (tfl / "micro" / "micro_interpreter.h").write_text(_STUB_INTERPRETER)
+    (tfl / "micro" / "system_setup.h").write_text("#pragma once\nnamespace tflite { void InitializeTarget(); }\n")
+    (tfl / "schema" / "schema_generated.h").write_text("#pragma once\n#define TFLITE_SCHEMA_VERSION (3)\n")
+    methods = "\n".join(f'  TfLiteStatus {m}() {{ return Add("{op}"); }}' for op, m in tflite_tools.MICRO_OPS.items())
+    (tfl / "micro" / "micro_mutable_op_resolver.h").write_text(
+        "#pragma once\n#include <stdio.h>\n#include \"tensorflow/lite/micro/micro_interpreter.h\"\n"
+        "namespace tflite {\ntemplate <unsigned int tOpCount>\nclass MicroMutableOpResolver : public MicroOpResolver {\n"
+        f" public:\n{methods}\n private:\n  TfLiteStatus Add(const char* name) {{\n"
+        "    if (count_ >= tOpCount) return kTfLiteError;\n    ++count_;\n"
+        "    printf(\"STUB registered %s\\n\", name);\n    return kTfLiteOk;\n  }\n  unsigned int count_ = 0;\n};\n}\n")
+    (root / "stubs.cc").write_text(_STUB_SOURCES)
+    (root / "main.cc").write_text(_STUB_MAIN)
+
+
+def _write_generated(gen: pathlib.Path):
+    import numpy as np
+
+    from kws_tf import codegen, features, selftest_data
+
+    gen.mkdir()
+    (gen / "kws_settings.h").write_text(codegen.render_frontend_header(
+        features.Normalization.identity(), 0.05, 0, ops=SKETCH_OPS, arena_bytes=12000, model_name="stub",
+        output_scale=1.0 / 256.0, output_zero_point=-128, output_is_logits=False))
+    h, c = codegen.render_model_data(bytes(range(32)))
+    (gen / "model_data.h").write_text(h)
+    (gen / "model_data.cc").write_text(c)
+    tone = (8000 * np.sin(2 * np.pi * 700 * np.arange(16000) / 16000)).astype(np.int16)
+    selftest_data.write_selftest_data(gen, [("tone", tone, "yes"), ("quiet", np.zeros(16000, np.int16), ""),
+                                            ("quiet_bad", np.zeros(1600, np.int16), "no")])
+
+
+def _build_sketch(tmp_path, *defines):
+    stubs, gen = tmp_path / "stubs", tmp_path / "gen"
+    stubs.mkdir()
+    _write_stubs(stubs)
+    _write_generated(gen)
+    sketch = tmp_path / "micro_app.ino.cpp"  # what the Arduino builder makes of the .ino
+    sketch.write_text("#include <Arduino.h>\n#line 1 \"micro_app.ino\"\n" + (MICRO_APP / "micro_app.ino").read_text())
+    core = [str(p) for p in sorted((MICRO_APP / "src").glob("*.cc")) if p.name != "kws_c_api.cc"]
+    exe = tmp_path / "sketch"
+    flags = ["-std=gnu++14", "-O1", "-fno-exceptions", "-fno-rtti", "-I", str(stubs), "-I", str(gen),
+             "-I", str(MICRO_APP), "-DSTUB_INPUT_SCALE=0.05f", *defines]
+    r = subprocess.run(["g++", *flags, "-Wall", "-Wextra", "-Werror", "-c", str(sketch), "-o",
+                        str(tmp_path / "sketch.o")], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-4000:]
+    subprocess.run(["g++", *flags, str(tmp_path / "sketch.o"), str(stubs / "stubs.cc"), str(stubs / "main.cc"),
+                    str(gen / "model_data.cc"), str(gen / "selftest_data.cc"), *core, "-lm", "-o", str(exe)],
+                   check=True)
+    return exe
+
+
+@pytest.mark.skipif(shutil.which("g++") is None, reason="g++ not installed")
+def test_sketch_runs_on_host_stubs(tmp_path):
+    exe = _build_sketch(tmp_path)
+    r = subprocess.run([str(exe)], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-2000:]
+    lines = r.stdout.splitlines()
+    registered = [line.split()[-1] for line in lines if line.startswith("STUB registered")]
+    assert sorted(registered) == sorted(SKETCH_OPS)  # exactly the model's ops
+    banner = [line for line in lines if line.startswith("INFO kws_tf micro_app")]
+    assert banner and "arena_used=12345" in banner[0] and "selftest_clips=3" in banner[0]
+    assert not [line for line in lines if line.startswith("ERROR")]
+
+    detections = [d for d in map(device.parse_detection_line, lines) if d]
+    assert [d["label"] for d in detections[:1]] == ["yes"]
+    assert 1500 <= detections[0]["t_ms"] <= 3000
+    bench = [device.parse_bench_line(line) for line in lines if line.startswith("BENCH")]
+    assert len(bench) >= 3
+    assert all(b["arena"] == 12345 and b["overruns"] == 0 for b in bench)
+    assert bench[-1]["invoke_us"][0] > 0 and bench[-1]["mfcc_us"][1] > 0
+
+    st = [s for s in map(device.parse_selftest_line, lines) if s]
+    kinds = [s["kind"] for s in st]
+    assert kinds == ["begin", "clip", "result", "clip", "result", "clip", "result", "end"], st
+    assert [s["passed"] for s in st if s["kind"] == "result"] == [True, True, False]
+    assert st[-1] == {"kind": "end", "pass": 2, "fail": 1}
+    warn = [line for line in lines if line.startswith("WARN audio overrun")]
+    assert warn and re.search(r"events=[1-9]\d* dropped=[1-9]", warn[0]), lines[-20:]
+
+
+@pytest.mark.skipif(shutil.which("g++") is None, reason="g++ not installed")
+def test_sketch_fatal_error_on_mismatched_input_quantisation(tmp_path):
+    exe = _build_sketch(tmp_path, "-USTUB_INPUT_SCALE", "-DSTUB_INPUT_SCALE=0.1f")
+    r = subprocess.run([str(exe)], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 42  # the stub's delay() ends the endless blink loop
+    first = [line for line in r.stdout.splitlines() if line.startswith("ERROR")][0]
+    assert re.match(r"ERROR input quantisation: model scale 1000000\d\d e-9 zp 0, kws_settings.h scale "
+                    r"500000\d\d e-9 zp 0 .*\(blink code 4\)$", first), first
