@@ -17,8 +17,8 @@ Defaults (inference period, recogniser settings) are read from the C++ core, not
 retyped. Timestamps are audio time since the start of the file, as on the board.
 
 Constants come from the export folder next to the model:
-- int8 input/output quantisation and whether the output is logits (no SOFTMAX at the
-  end): read from the flatbuffer itself (`tflite_tools.inspect_model`);
+- int8 input/output quantisation: from the flatbuffer, as the TFLM interpreter reports it;
+  whether the output is logits: the op writing the output is not SOFTMAX;
 - per-coefficient normalisation: `export_report.json` (any `{"mean": [...32], "std":
   [...32]}` object in it, preferably under a key containing "normalization"), else
   `normalization.json` in the same folder;
@@ -36,7 +36,6 @@ import csv
 import ctypes
 import dataclasses
 import json
-import math
 import os
 import pathlib
 import re
@@ -133,9 +132,36 @@ def check_input_shape(shape) -> None:
                             f"(batch 1, e.g. [1, 1, {want[0]}, {want[1]}])")
 
 
+def _output_op(model_bytes: bytes) -> str:
+    """Name of the op that computes the model's output (looking through RESHAPEs), read with
+    TFLM's own flatbuffer schema (no TensorFlow import: the CLI starts in a second)."""
+    from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
+
+    try:
+        model = schema.Model.GetRootAsModel(model_bytes, 0)
+        sg = model.Subgraphs(0)
+        names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
+        producer = {}
+        for i in range(sg.OperatorsLength()):
+            op = sg.Operators(i)
+            code = model.OperatorCodes(op.OpcodeIndex())
+            name = names.get(max(code.BuiltinCode(), code.DeprecatedBuiltinCode()), "?")
+            for j in range(op.OutputsLength()):
+                producer[op.Outputs(j)] = (name, op.Inputs(0) if op.InputsLength() else -1)
+        tensor = sg.Outputs(0)
+        for _ in range(sg.OperatorsLength()):
+            name, first_input = producer.get(tensor, ("?", -1))
+            if name not in ("RESHAPE", "SQUEEZE"):
+                return name
+            tensor = first_input
+    except Exception:
+        return "?"
+    return "?"
+
+
 def load_exported(model_path) -> ExportedModel:
     """Reads `model_int8.tflite` and the constants from its export folder; checks it fits the device."""
-    from kws_tf import tflite_tools
+    from kws_tf import tflm
 
     path = pathlib.Path(model_path)
     if not path.is_file():
@@ -143,17 +169,24 @@ def load_exported(model_path) -> ExportedModel:
     model_bytes = path.read_bytes()
     if not model_bytes:
         raise SimulateError(f"model {path} is empty")
+    if len(model_bytes) < 8 or model_bytes[4:8] != b"TFL3":
+        raise SimulateError(f"model {path} is not a TFLite flatbuffer")
     try:
-        info = tflite_tools.inspect_model(model_bytes)
-        inp, out = info.input, info.output
-        if inp.dtype != "INT8" or out.dtype != "INT8":
-            raise SimulateError(f"model {path}: input/output are {inp.dtype}/{out.dtype}; the device needs a "
-                                "fully int8 model (export with --int8)")
-        check_input_shape(inp.shape)
-        in_scale, in_zp = tflite_tools.quant_params(inp)
-        out_scale, out_zp = tflite_tools.quant_params(out)
-    except tflite_tools.ConversionError as e:
+        runner = tflm.TflmRunner(model_bytes)
+    except tflm.TflmError as e:
         raise SimulateError(f"model {path}: {e}") from None
+    quant = {}
+    for role, det in (("input", runner.input_details), ("output", runner.output_details)):
+        if np.dtype(det["dtype"]) != np.int8:
+            raise SimulateError(f"model {path}: its {role} is {np.dtype(det['dtype']).name}; the device needs a "
+                                "fully int8 model (export with --int8)")
+        q = det.get("quantization_parameters") or {}
+        scales, zps = np.asarray(q.get("scales", [])).reshape(-1), np.asarray(q.get("zero_points", [])).reshape(-1)
+        if scales.size != 1:
+            raise SimulateError(f"model {path}: its {role} is not quantised per tensor")
+        quant[role] = (float(scales[0]), int(zps[0]) if zps.size else 0)
+    check_input_shape(runner.input_shape)
+    out_shape = tuple(int(d) for d in runner.output_details["shape"])
     folder = path.parent
     report_path = folder / "export_report.json"
     report = _read_json(report_path) if report_path.exists() else None
@@ -161,15 +194,15 @@ def load_exported(model_path) -> ExportedModel:
     label_list = tuple(labels_lib.LABELS)
     if isinstance(report, dict) and isinstance(report.get("labels"), list):
         label_list = tuple(str(s) for s in report["labels"])
-    num_out = int(np.prod(out.shape)) if out.shape else 0
+    num_out = int(np.prod(out_shape)) if out_shape else 0
     if num_out != len(label_list):
         raise SimulateError(f"model {path} has {num_out} outputs but {len(label_list)} labels")
     return ExportedModel(
         path=path, model_bytes=model_bytes, normalization=norm,
-        input_scale=float(in_scale), input_zero_point=int(in_zp),
-        output_scale=float(out_scale), output_zero_point=int(out_zp),
-        output_is_logits=bool(info.ops) and info.ops[-1] != "SOFTMAX",
-        labels=label_list, input_shape=tuple(inp.shape), normalization_source=norm_source,
+        input_scale=quant["input"][0], input_zero_point=quant["input"][1],
+        output_scale=quant["output"][0], output_zero_point=quant["output"][1],
+        output_is_logits=_output_op(model_bytes) != "SOFTMAX",
+        labels=label_list, input_shape=runner.input_shape, normalization_source=norm_source,
     )
 
 
@@ -289,6 +322,31 @@ def write_csv(path, detections: list[Detection]) -> None:
             w.writerow([f"{d.time_s:.3f}", d.label, d.score])
 
 
+def wav_truncation(path) -> str | None:
+    """Why a RIFF/WAVE file is truncated (its data chunk claims more bytes than the file holds),
+    or None. libsndfile silently reads what is there; the device twin refuses such files."""
+    import struct
+
+    try:
+        with open(path, "rb") as f:
+            head = f.read(12)
+            if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+                return None
+            size = os.fstat(f.fileno()).st_size
+            pos = 12
+            while pos + 8 <= size:
+                f.seek(pos)
+                cid, length = struct.unpack("<4sI", f.read(8))
+                if cid == b"data":
+                    if length != 0xFFFFFFFF and pos + 8 + length > size:
+                        return f"data chunk declares {length} bytes, the file holds {size - pos - 8}"
+                    return None
+                pos += 8 + length + (length & 1)
+    except OSError:
+        return None
+    return None
+
+
 def read_stream_wav(path, warn=None) -> np.ndarray:
     """A wav as 16 kHz mono int16; other rates / channel counts are converted with a warning."""
     import soundfile as sf
@@ -308,11 +366,9 @@ def read_stream_wav(path, warn=None) -> np.ndarray:
         raise SimulateError(str(e)) from None
     if pcm.size == 0:
         raise SimulateError(f"{path}: empty audio file")
-    expected = int(info.frames)
-    if info.samplerate > 0:
-        expected_out = int(math.ceil(expected * features.SAMPLE_RATE / info.samplerate))
-        if expected > 0 and abs(pcm.size - expected_out) > 2:
-            raise SimulateError(f"{path}: truncated ({pcm.size} samples read, header says {expected_out})")
+    truncated = wav_truncation(path)
+    if truncated:
+        raise SimulateError(f"{path}: truncated wav ({truncated})")
     if info.samplerate != features.SAMPLE_RATE or info.channels != 1:
         (warn or _warn)(f"warning: {path} is {info.samplerate} Hz, {info.channels} channel(s); "
                         f"resampled/downmixed to {features.SAMPLE_RATE} Hz mono")
@@ -350,8 +406,8 @@ def main(argv):
         raise SimulateError("--model and --wav are required")
     if FLAGS.tail_ms < 0:
         raise SimulateError("--tail_ms must be >= 0")
-    model = load_exported(FLAGS.model)
     pcm = read_stream_wav(FLAGS.wav)
+    model = load_exported(FLAGS.model)
     rec = {name: getattr(FLAGS, name) for name in RECOGNIZER_FLAGS}
     twin = DeviceTwin(model, period_frames=FLAGS.period_frames, recognizer=rec)
     detections = twin.run(pcm, tail_ms=FLAGS.tail_ms)
