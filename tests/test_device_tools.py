@@ -306,6 +306,17 @@ class StubSerial {
   size_t pos_ = 0;
 };
 extern StubSerial Serial;
+#ifdef STUB_CMSIS  // the Cortex-M4 cycle counter registers, for the DWT clock path
+struct StubDwt { volatile uint32_t CTRL, CYCCNT; };
+struct StubCoreDebug { volatile uint32_t DEMCR; };
+extern StubDwt g_stub_dwt;
+extern StubCoreDebug g_stub_core_debug;
+extern uint32_t SystemCoreClock;
+#define DWT (&g_stub_dwt)
+#define CoreDebug (&g_stub_core_debug)
+#define CoreDebug_DEMCR_TRCENA_Msk (1u << 24)
+#define DWT_CTRL_CYCCNTENA_Msk 1u
+#endif
 """
 
 _STUB_PDM = r"""
@@ -547,3 +558,21 @@ def test_sketch_fatal_error_on_mismatched_input_quantisation(tmp_path):
     first = [line for line in r.stdout.splitlines() if line.startswith("ERROR")][0]
     assert re.match(r"ERROR input quantisation: model scale 1000000\d\d e-9 zp 0, kws_settings.h scale "
                     r"500000\d\d e-9 zp 0 .*\(blink code 4\)$", first), first
+
+
+@pytest.mark.skipif(shutil.which("arm-none-eabi-g++") is None, reason="arm-none-eabi-g++ not installed")
+def test_sketch_cross_compiles_for_cortex_m4(tmp_path):
+    """The sketch (with the DWT clock path) compiles as the board's gnu++14, -Wall -Wextra -Werror:
+    catches printf formats that differ on ARM (int32_t is long there)."""
+    stubs, gen = tmp_path / "stubs", tmp_path / "gen"
+    stubs.mkdir()
+    _write_stubs(stubs)
+    _write_generated(gen)
+    sketch = tmp_path / "micro_app.ino.cpp"
+    sketch.write_text("#include <Arduino.h>\n" + (MICRO_APP / "micro_app.ino").read_text())
+    r = subprocess.run(["arm-none-eabi-g++", "-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv4-sp-d16",
+                        "-std=gnu++14", "-Os", "-fno-exceptions", "-fno-rtti", "-Wall", "-Wextra", "-Werror",
+                        "-DSTUB_CMSIS", "-DSTUB_INPUT_SCALE=0.05f", "-I", str(stubs), "-I", str(gen),
+                        "-I", str(MICRO_APP), "-c", str(sketch), "-o", str(tmp_path / "sketch.o")],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-4000:]
