@@ -177,14 +177,15 @@ def tables_hash(tables: FrontendTables, input_scale: float, input_zero_point: in
 # usable without the core (and the core never needs the header).
 _GLUE = """
 // ---- glue for the portable core (micro_app/src). Include mfcc_frontend.h
-// and/or kws_app.h BEFORE this header to get these helpers.
+// and/or kws_app.h BEFORE this header to get these helpers. static: like the
+// arrays they point at, they are private to each including file.
 #ifdef KWS_MFCC_FRONTEND_H_
 static_assert(kSampleRate == dims::kSampleRate && kWindowSamples == dims::kWindowSamples &&
                   kHopSamples == dims::kHopSamples && kFftSize == dims::kFftSize &&
                   kNumMel == dims::kNumMel && kNumMfcc == dims::kNumMfcc &&
                   kNumFrames == dims::kNumFrames,
               "kws_settings.h was generated for other dimensions than the core");
-inline FrontendTables SettingsFrontendTables() {
+static inline FrontendTables SettingsFrontendTables() {
   FrontendTables t;
   t.sample_rate = kSampleRate;
   t.window_samples = kWindowSamples;
@@ -211,7 +212,7 @@ inline FrontendTables SettingsFrontendTables() {
 #ifdef KWS_KWS_APP_H_
 static_assert(kNumClasses <= dims::kMaxClasses, "too many classes for the core");
 // App defaults plus this model's labels and output quantisation.
-inline AppConfig SettingsAppConfig() {
+static inline AppConfig SettingsAppConfig() {
   AppConfig c;
   c.labels = kLabels;
   c.output.scale = kOutputScale;
