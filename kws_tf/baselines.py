@@ -182,7 +182,7 @@ def build_bcresnet(
             y = keras.layers.DepthwiseConv2D((3, 1), dilation_rate=(dilation, 1), padding="same",
                                              name=f"{p}_time_dw", **dwconv)(y)
             y = keras.layers.BatchNormalization(name=f"{p}_time_bn", **bn)(y)
-            y = keras.layers.Activation(activation, name=f"{p}_{activation}")(y)
+            y = keras.layers.Activation(activation, name=f"{p}_time_act")(y)
             y = keras.layers.Conv2D(out_c, 1, name=f"{p}_pointwise", **conv)(y)
             if dropout > 0:
                 y = keras.layers.SpatialDropout2D(dropout, seed=seed + n_block, name=f"{p}_channel_drop")(y)

@@ -1,0 +1,136 @@
+"""Baselines (kws_tf/baselines.py): sizes, the --model/--C config path, one training epoch,
+full-int8 conversion run in the real TFLite Micro interpreter."""
+
+import json
+import types
+
+import numpy as np
+import pytest
+
+from conftest import quick_run_config
+
+# DS-CNN, MLPerf Tiny reference structure (kws_ref_model.tflite), 64 filters, trainable
+# parameters (BN: scale + offset; the moving statistics are not trainable):
+#   conv1 10x4x1x64 + 64 bias           = 2,624    BN 128
+#   4 x [dw 3x3x64 + 64 bias = 640, BN 128, pw 64x64 + 64 bias = 4,160, BN 128] = 4 x 5,056 = 20,224
+#   dense 64x12 + 12                    = 780
+#   total 2,624 + 128 + 20,224 + 780    = 23,756  (+ 9 x 128 = 1,152 BN moving stats = 24,908 weights)
+# No layer's weights depend on the input size, so this is also the reference's count on
+# its 49x10 input. (With BN folded, as deployed: 22,604.)
+# MACs on our 101x32 image: the stride-2 "same" conv gives 51x16 = 816 positions:
+#   conv1 816*64*40 = 2,088,960; dw 4*816*64*9 = 1,880,064; pw 4*816*64*64 = 13,369,344; dense 768
+#   = 17,339,136 (the reference's 49x10 input: 25x5 = 125 positions, 2,656,768).
+DSCNN_PARAMS, DSCNN_MACS = 23_756, 17_339_136
+
+# BC-ResNet-1: the paper's structure (stem 16, stages 8/12/16/20 with 2/2/4/4 blocks, head 32)
+# with SubSpectral Norm (5 sub-bands) counts exactly the paper's 9,232. Here SSN is plain BN
+# (SSN has 5x BN's affine parameters: 8 x (8+8+12+12+16*4+20*4) = 1,472 fewer) and the classifier's
+# depthwise kernel is 5x4 on the 4 frequency bins that 32 MFCC leave (paper: 5x5 on 5 of 40
+# mel bands; 100 fewer): 9,232 - 1,472 - 100 = 7,660.
+BCRESNET1_PARAMS, BCRESNET1_PAPER_PARAMS = 7_660, 9_232
+
+# Ops the TFLM int8 kernels cover that these graphs may use.
+TFLM_OPS = {"ADD", "AVERAGE_POOL_2D", "CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "LOGISTIC", "MUL",
+            "RESHAPE"}
+
+
+def _sizes(name, channels):
+    from kws_tf import model as model_lib
+
+    net = model_lib.build_model(name, channels, sigma=0.5, lam=1.0, weight_decay=1e-3, seed=0)
+    return net, model_lib.count_params(net), model_lib.count_macs(net)
+
+
+def test_param_and_mac_counts():
+    net, p, m = _sizes("dscnn", 64)
+    print(f"\nDS-CNN C=64: {p:,} trainable parameters, {m:,} MACs per 1 s window")
+    assert (p, m) == (DSCNN_PARAMS, DSCNN_MACS)
+    assert net.input.shape[1:] == (1, 101, 32) and net.output.shape[1:] == (12,)
+    assert net.losses, "weight decay must add L2 penalties"
+
+    net, p, m = _sizes("bcresnet", 8)
+    print(f"BC-ResNet-1 (C=8): {p:,} trainable parameters ({p - BCRESNET1_PAPER_PARAMS:+,} vs the paper's "
+          f"{BCRESNET1_PAPER_PARAMS:,}: SSN -> BN and the 5x4 head kernel), {m:,} MACs per 1 s window")
+    assert p == BCRESNET1_PARAMS
+    assert 1_500_000 < m < 2_500_000  # the paper: 3.6 M on 40 mel bands, counting more than convs
+    assert net.output.shape[1:] == (12,)
+    # the unused gate settings are accepted; wider tau scales
+    assert _sizes("bcresnet", 16)[1] > 2 * p
+
+
+def test_config_and_flags_path():
+    from kws_tf import config as config_lib
+    from kws_tf.train import resolve_config
+
+    for model, c in (("dscnn", 64), ("bcresnet", 8)):
+        flags = types.SimpleNamespace(
+            config=None, C=c, model=model, epochs=3, batch_size=None, lr=None, momentum=None, weight_decay=None,
+            sigma=None, lam=None, ce_weight=None, background_prob=0.5, seed=1, data_dir="/tmp/x",
+            validation_percent=20.0, test_percent=0.0, max_per_class=None, noise_dir=None, tfds_data_dir=None)
+        cfg = resolve_config(flags)
+        assert (cfg["model"], cfg["channels"], cfg["epochs"]) == (model, c, 3)
+        assert cfg["augment"]["background_prob"] == 0.5 and cfg["ce_weight"] == 1.0
+    with pytest.raises(config_lib.ConfigError, match="no shipped config for dscnn with C=7"):
+        config_lib.load_config(channels=7, model="dscnn")
+
+
+def test_dscnn_trains_one_epoch(synth_folder, tmp_path):
+    import tf_keras as keras
+
+    from kws_tf import config as config_lib
+    from kws_tf.train import run_training
+
+    recipe = config_lib.load_config(channels=64, model="dscnn")
+    cfg = quick_run_config(synth_folder, epochs=1, batch_size=32)
+    cfg.update(model="dscnn", channels=64, ce_weight=recipe["ce_weight"], optimizer=recipe["optimizer"])
+    report = run_training(cfg, tmp_path / "dscnn", verbose="quiet", log=lambda m: None)
+    assert report["params"] == DSCNN_PARAMS and report["macs"] == DSCNN_MACS
+    assert report["gate_open_fraction"] is None and 0.0 <= report["val_accuracy"] <= 1.0
+    saved = json.loads((tmp_path / "dscnn" / "run_config.json").read_text())
+    assert saved["model"] == "dscnn"
+    net = keras.models.load_model(tmp_path / "dscnn" / "model.keras")  # no custom objects needed
+    assert net.name == "dscnn_c64"
+
+
+def _int8_flatbuffer(net, rep):
+    import tensorflow as tf
+    import tf_keras as keras
+
+    inp = keras.Input(batch_size=1, shape=tuple(net.input.shape[1:]))
+    conv = tf.lite.TFLiteConverter.from_keras_model(keras.Model(inp, net(inp, training=False)))
+    conv.optimizations = [tf.lite.Optimize.DEFAULT]
+    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    conv.inference_input_type = tf.int8
+    conv.inference_output_type = tf.int8
+    conv.representative_dataset = lambda: ([x[None]] for x in rep)
+    return bytes(conv.convert())
+
+
+@pytest.mark.parametrize("name,channels", [("dscnn", 64), ("bcresnet", 8)])
+def test_full_int8_runs_in_tflm(name, channels):
+    from tensorflow.lite.python import schema_py_generated as schema
+    from tflite_micro.python.tflite_micro import runtime
+
+    from kws_tf import model as model_lib
+
+    net = model_lib.build_model(name, channels)
+    rep = np.random.default_rng(0).standard_normal((8, 1, 101, 32)).astype(np.float32)
+    data = _int8_flatbuffer(net, rep)
+
+    fb = schema.ModelT.InitFromObj(schema.Model.GetRootAsModel(data, 0))
+    names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
+    ops = {names[max(int(c.builtinCode), int(c.deprecatedBuiltinCode))] for c in fb.operatorCodes}
+    types_ = {int(t.type) for t in fb.subgraphs[0].tensors}
+    print(f"\n{name}: {len(data):,} bytes, ops {sorted(ops)}")
+    assert ops <= TFLM_OPS, ops - TFLM_OPS
+    assert types_ <= {schema.TensorType.INT8, schema.TensorType.INT32}, "not fully int8"
+
+    interp = runtime.Interpreter.from_bytes(data, arena_size=1 << 20)
+    det = interp.get_input_details(0)
+    assert det["dtype"] == np.int8 and tuple(det["shape"]) == (1, 1, 101, 32)
+    scale, zp = det["quantization_parameters"]["scales"][0], det["quantization_parameters"]["zero_points"][0]
+    x = np.clip(np.round(rep[0] / scale + zp), -128, 127).astype(np.int8)[None]
+    interp.set_input(x, 0)
+    interp.invoke()
+    out = interp.get_output(0)
+    assert out.dtype == np.int8 and out.shape == (1, 12)
