@@ -451,7 +451,11 @@ def gate_analysis(predictor: Predictor, audio_set, n: int, out_dir, log=print) -
                         "pass the model_dir with --runtime=keras")
     out_dir = pathlib.Path(out_dir)
     x = normalized_features(audio_set, predictor.normalization)
-    gates = np.asarray(model_lib.gate_model(predictor.keras_model).predict(x, batch_size=256, verbose=0))
+    try:
+        gate_net = model_lib.gate_model(predictor.keras_model)
+    except ValueError:
+        raise EvalError(f"{predictor.model_path} has no gate layer (only SparkNet models have a gate mask)") from None
+    gates = np.asarray(gate_net.predict(x, batch_size=256, verbose=0))
     pred = np.argmax(predictor.keras_model.predict(x, batch_size=256, verbose=0), axis=-1)
     y = np.asarray(audio_set.labels)
     open_per_clip = (gates > 0).reshape(len(gates), -1).mean(axis=1)
