@@ -630,9 +630,16 @@ def run_cli(fv) -> int:
                        fv.snr_levels, fv.noise_dir, fv.seed, fv.gates, fv.tflite_kernels == "reference",
                        fv.tfds_data_dir, fv.max_clips, log=log)
         return 0
-    except (EvalError, DataError, AudioError) as e:
+    except (EvalError, DataError, AudioError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
+    except Exception as e:  # the exporter's / interpreters' own one-line errors
+        from kws_tf import tflite_tools, tflm
+
+        if isinstance(e, (tflite_tools.ConversionError, tflm.TflmError)):
+            print(f"error: {e}", file=sys.stderr)
+            return 1
+        raise
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return 130
