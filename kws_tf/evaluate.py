@@ -287,7 +287,7 @@ class EvalData:
 
 def load_eval_data(data_dir: str | None = None, split: str | None = None, model_dir: str | None = None,
                    noise_dir: str | None = None, tfds_data_dir: str | None = None, max_clips: int | None = None,
-                   log=print) -> EvalData:
+                   log=print, max_per_class: int | None = None) -> EvalData:
     """The clips of `split` from `data_dir`, else the model's own data source, else tfds."""
     from kws_tf import data
 
@@ -301,7 +301,8 @@ def load_eval_data(data_dir: str | None = None, split: str | None = None, model_
     try:
         if src and src.get("kind") == "folder":
             ds = data.load_folder(src["path"], src.get("validation_percent", 10.0), src.get("test_percent", 10.0),
-                                  noise_dir=noise_dir or src.get("noise_dir"), log=log)
+                                  noise_dir=noise_dir or src.get("noise_dir"),
+                                  max_per_class=max_per_class or src.get("max_per_class"), log=log)
         else:
             ds = data.load_tfds(tfds_data_dir or (src or {}).get("tfds_data_dir"), log=log)
             if noise_dir:
