@@ -38,8 +38,8 @@ OBJS=()
 for f in "${SOURCES[@]}"; do
   obj="$OUT/obj/$(basename "${f%.cc}").o"
   "$CXX_ARM" "${CPU_FLAGS[@]}" "${CXXFLAGS[@]}" -c "$f" -o "$obj"
-  # The Arduino mbed core builds sketches as gnu++14: check that dialect too.
-  "$CXX_ARM" "${CPU_FLAGS[@]}" "${CXXFLAGS[@]}" -std=gnu++14 -fsyntax-only "$f"
+  # The Arduino mbed core builds sketches as gnu++14 with -Os: check that too.
+  "$CXX_ARM" "${CPU_FLAGS[@]}" "${CXXFLAGS[@]}" -std=gnu++14 -Os -fsyntax-only "$f"
   OBJS+=("$obj")
 done
 rm -f "$OUT/libkws_core_arm.a"
@@ -54,7 +54,7 @@ echo "== arm-none-eabi-size (text = code + const data in flash, data + bss = RAM
 echo "== archive $OUT/libkws_core_arm.a"
 "$SIZE_ARM" -t "$OUT/libkws_core_arm.a" | tail -n 1
 # (mawk has no strtonum: convert the hex sizes in bash.)
-echo "== static RAM of the core objects (bytes, Cortex-M4 layout)"
+echo "== static RAM of the core objects (bytes, Cortex-M4 layout; app = frontend + window + recognizer + buffers)"
 while read -r _addr size type name; do
   [[ "$type" =~ ^[bBdD]$ && "$name" == g_footprint_* ]] && printf 'RAM %-28s %d\n' "$name" $((16#$size))
 done < <("$NM_ARM" -S -C "$FOOT")

@@ -2,6 +2,14 @@
 
 #include <math.h>
 
+// The Arduino mbed core compiles sketches with -Os, which costs this per-frame
+// hot path ~17% more instructions (measured: 35.8k vs 30.5k Thumb-2
+// instructions per MFCC frame under qemu-arm). Optimise these two files for
+// speed whatever the sketch's flags; they are ~2 KB of code.
+#if defined(__GNUC__) && !defined(__clang__) && defined(__OPTIMIZE_SIZE__)
+#pragma GCC optimize("O2")
+#endif
+
 namespace kws {
 
 constexpr int RealFft512::kSize;
