@@ -1,0 +1,514 @@
+"""Keras -> TFLite conversion and flatbuffer inspection for the microcontroller.
+
+Three jobs:
+
+1. `deploy_model`: rewrite a trained SparkNet into the graph that is converted.
+   It computes the same function in float, but every op lands on a TFLM int8 kernel
+   whose output the TFLite reference kernels reproduce bit for bit:
+   - BatchNormalization is folded into the convolution before it (conv + bias), so
+     QAT trains the weights that are deployed and needs no BN-folding transforms;
+   - the gate `clip(mu + 0.5, 0, 1)` is written `min(relu(mu + 0.5), 1)`: the
+     converter fuses the ReLU into the ADD (an output clamp) and MINIMUM keeps its
+     input's quantisation. The training form lowers to ADD, MINIMUM, RELU where the
+     stand-alone RELU rescales by exactly 1.5 and TFLM rounds the ties differently
+     from the TFLite reference kernels (seen on real and random inputs);
+   - the time average `GlobalAveragePooling2D` (MEAN, whose int8 form in TFLM wants
+     equal input/output quantisation and the converter does not give it) becomes
+     AVERAGE_POOL_2D over the whole time axis, which the converter quantises with the
+     same scale on both sides, followed by a reshape the converter folds into
+     FULLY_CONNECTED.
+2. `convert_int8` / `convert_float` / `convert_qat`: deterministic conversion with
+   int8 input and output (no QUANTIZE/DEQUANTIZE ops), per-channel weights.
+3. `inspect_model` and the checks: op list, tensor types, quantisation parameters,
+   read from the flatbuffer itself (`tensorflow.lite.python.schema_py_generated`).
+
+`MICRO_OPS` is THE list of ops the device's `MicroMutableOpResolver` can register;
+an exported model may use only these, and the settings header lists the ones it uses.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+# Builtin op name -> the MicroMutableOpResolver method that registers it. Defined once:
+# the export checks models against it and the generated header registers from it.
+# Not in the list on purpose: RELU_0_TO_1 (no TFLM kernel), QUANTIZE/DEQUANTIZE (the
+# model must be int8 end to end).
+MICRO_OPS: dict[str, str] = {
+    "ADD": "AddAdd",
+    "AVERAGE_POOL_2D": "AddAveragePool2D",
+    "CONV_2D": "AddConv2D",
+    "DEPTHWISE_CONV_2D": "AddDepthwiseConv2D",
+    "FULLY_CONNECTED": "AddFullyConnected",
+    "MAXIMUM": "AddMaximum",
+    "MAX_POOL_2D": "AddMaxPool2D",
+    "MEAN": "AddMean",
+    "MINIMUM": "AddMinimum",
+    "MUL": "AddMul",
+    "RELU": "AddRelu",
+    "RELU6": "AddRelu6",
+    "RESHAPE": "AddReshape",
+    "SOFTMAX": "AddSoftmax",
+    "TANH": "AddTanh",
+}
+
+# Ops whose int8 TFLM kernel needs the same quantisation on input and output.
+SAME_SCALE_OPS = ("MEAN",)
+
+
+class ConversionError(RuntimeError):
+    """Conversion or a structural check of the flatbuffer failed; one line for the user."""
+
+
+# --------------------------------------------------------------------------- deploy graph
+
+def _deploy_gate_class():
+    """The gate with the deployable inference branch (a subclass, so training is unchanged)."""
+    import tensorflow as tf
+    import tf_keras as keras
+
+    from kws_tf.gates import RelaxedBernoulliGate
+
+    @keras.utils.register_keras_serializable(package="kws_tf_export")
+    class DeployGate(RelaxedBernoulliGate):
+        """RelaxedBernoulliGate whose inference output is `min(relu(mu + 0.5), 1)`.
+
+        Equal to `clip(mu + 0.5, 0, 1)` for every input; in this order the converter
+        fuses the ReLU into the ADD and leaves no re-scaling RELU op.
+        """
+
+        def call(self, mu, training=None):
+            if training:
+                return super().call(mu, training=True)
+            return tf.minimum(tf.nn.relu(mu + 0.5), 1.0)
+
+    return DeployGate
+
+
+_DEPLOY_GATE = None
+
+
+def deploy_gate_class():
+    global _DEPLOY_GATE
+    if _DEPLOY_GATE is None:
+        _DEPLOY_GATE = _deploy_gate_class()
+    return _DEPLOY_GATE
+
+
+def _fold_bn(conv, bn):
+    """Kernel and bias of `conv` followed by inference-mode `bn`."""
+    import tf_keras as keras
+
+    weights = conv.get_weights()
+    kernel = weights[0].astype(np.float64)
+    bias = weights[1].astype(np.float64) if conv.use_bias else 0.0
+    gamma, beta, mean, var = (np.asarray(w, np.float64) for w in _bn_params(bn))
+    scale = gamma / np.sqrt(var + bn.epsilon)
+    if isinstance(conv, keras.layers.DepthwiseConv2D):
+        kh, kw, cin, mult = kernel.shape
+        kernel = (kernel.reshape(kh, kw, cin * mult) * scale).reshape(kh, kw, cin, mult)
+    else:
+        kernel = kernel * scale  # [kh, kw, cin, cout] broadcasts over cout
+    bias = (bias - mean) * scale + beta
+    return kernel.astype(np.float32), bias.astype(np.float32)
+
+
+def _bn_params(bn):
+    n = bn.moving_mean.shape[0]
+    gamma = bn.gamma.numpy() if bn.scale else np.ones(n)
+    beta = bn.beta.numpy() if bn.center else np.zeros(n)
+    return gamma, beta, bn.moving_mean.numpy(), bn.moving_variance.numpy()
+
+
+def deploy_model(model, fold_batchnorm: bool = True):
+    """The deployable form of a trained functional Keras model (see the module doc).
+
+    Same float function (up to float rounding from BN folding), new layers (weights
+    copied), so fine-tuning it (QAT) leaves `model` untouched. Besides the rewrites in
+    the module doc, a ReLU layer that alone consumes a convolution's output becomes
+    that convolution's activation (the converter fuses it anyway; tfmot's QAT would
+    otherwise leave that convolution's weights without fake quantisation).
+    """
+    import tf_keras as keras
+
+    from kws_tf.gates import RelaxedBernoulliGate
+
+    gate_cls = deploy_gate_class()
+    conv_types = (keras.layers.Conv2D, keras.layers.DepthwiseConv2D)
+    layers = [layer for layer in model.layers if not isinstance(layer, keras.layers.InputLayer)]
+
+    def inputs_of(layer):
+        ins = layer.input
+        return list(ins) if isinstance(ins, (list, tuple)) else [ins]
+
+    consumers: dict[int, int] = {}
+    for layer in layers:
+        for t in inputs_of(layer):
+            consumers[id(t)] = consumers.get(id(t), 0) + 1
+    outputs = {id(t) for t in model.outputs}
+
+    def sole_input(t) -> bool:
+        return consumers.get(id(t), 0) == 1 and id(t) not in outputs
+
+    by_output = {id(layer.output): layer for layer in layers}
+    # conv -> BN pairs to fold: the conv's output feeds only that BN.
+    fold_into: dict[str, object] = {}
+    if fold_batchnorm:
+        for layer in layers:
+            if isinstance(layer, keras.layers.BatchNormalization) and layer.axis in ([-1], [3], -1, 3):
+                src = by_output.get(id(layer.input))
+                if isinstance(src, conv_types) and sole_input(src.output):
+                    fold_into[src.name] = layer
+    # plain ReLU layers that alone consume a tensor: candidates for fusion into a conv.
+    relu_of: dict[int, object] = {}
+    for layer in layers:
+        if (isinstance(layer, keras.layers.ReLU) and layer.max_value is None and not float(layer.negative_slope)
+                and not float(layer.threshold) and sole_input(layer.input)):
+            relu_of[id(layer.input)] = layer
+
+    inp = model.inputs[0]
+    new_in = keras.Input(shape=tuple(inp.shape[1:]), name=inp.name.split(":")[0])
+    tensors = {id(inp): new_in}
+    pending: dict[str, tuple] = {}  # BN name -> (conv, its new input tensor)
+    pooled: dict[int, object] = {}  # GAP output -> the new [1, 1, C] pooled map
+    fused_relus: set = set()
+
+    def clone(layer, **override):
+        cfg = layer.get_config()
+        cfg.update(override)
+        return type(layer).from_config(cfg)
+
+    def add_conv(conv, x, out_tensor, weights):
+        """Clone `conv` onto `x` with `weights`; fuse a following ReLU; map `out_tensor`."""
+        override = {"use_bias": True} if len(weights) == 2 else {}
+        relu = relu_of.get(id(out_tensor))
+        if relu is not None and keras.activations.serialize(conv.activation) in ("linear", None):
+            override["activation"] = "relu"
+            fused_relus.add(relu.name)
+        new = clone(conv, **override)
+        y = new(x)
+        new.set_weights(list(weights))
+        tensors[id(out_tensor)] = y
+        if relu is not None and relu.name in fused_relus:
+            tensors[id(relu.output)] = y
+
+    for layer in layers:
+        if layer.name in fused_relus:
+            continue
+        if layer.name in pending:
+            conv, conv_in = pending.pop(layer.name)
+            add_conv(conv, conv_in, layer.output, _fold_bn(conv, layer))
+            continue
+        ins = [tensors[id(t)] for t in inputs_of(layer)]
+        x = ins[0] if len(ins) == 1 else ins
+        if layer.name in fold_into:
+            pending[fold_into[layer.name].name] = (layer, x)
+            continue
+        if isinstance(layer, conv_types):
+            add_conv(layer, x, layer.output, layer.get_weights())
+            continue
+        if isinstance(layer, keras.layers.GlobalAveragePooling2D):
+            if layer.data_format not in (None, "channels_last") or getattr(layer, "keepdims", False):
+                raise ConversionError(f"layer {layer.name}: only channels_last pooling without keepdims is supported")
+            _, h, w, c = x.shape
+            y = keras.layers.AveragePooling2D((h, w), name=layer.name)(x)
+            pooled[id(layer.output)] = y
+            tensors[id(layer.output)] = keras.layers.Reshape((c,), name=f"{layer.name}_flat")(y)
+            continue
+        if isinstance(layer, keras.layers.Dense) and id(layer.input) in pooled and sole_input(layer.input):
+            # Dense on the pooled vector -> 1x1 CONV_2D on the [1, 1, C] map, then flatten.
+            # (TFLM's int8 FULLY_CONNECTED rounds some outputs differently from the
+            # TFLite reference kernel; its CONV_2D matches bit for bit.)
+            kernel, *bias = layer.get_weights()
+            new = keras.layers.Conv2D(layer.units, 1, use_bias=layer.use_bias, activation=layer.activation,
+                                      kernel_regularizer=layer.kernel_regularizer,
+                                      bias_regularizer=layer.bias_regularizer, name=layer.name)
+            y = new(pooled[id(layer.input)])
+            new.set_weights([kernel[None, None], *bias])
+            tensors[id(layer.output)] = keras.layers.Reshape((layer.units,), name=f"{layer.name}_flat")(y)
+            continue
+        new = gate_cls.from_config(layer.get_config()) if isinstance(layer, RelaxedBernoulliGate) else clone(layer)
+        y = new(x)
+        new.set_weights(layer.get_weights())
+        tensors[id(layer.output)] = y
+    if pending:
+        raise ConversionError(f"could not fold batch normalisation layers {sorted(pending)}")
+    outs = [tensors[id(t)] for t in model.outputs]
+    return keras.Model(new_in, outs[0] if len(outs) == 1 else outs, name=model.name)
+
+
+# --------------------------------------------------------------------------- conversion
+
+def _fixed_batch(model):
+    """`model` applied to a batch-1 input, so the flatbuffer has static shapes."""
+    import tf_keras as keras
+
+    inp = keras.Input(batch_size=1, shape=tuple(model.inputs[0].shape[1:]), name=model.inputs[0].name.split(":")[0])
+    return keras.Model(inp, model(inp, training=False), name=model.name)
+
+
+def _converter(model):
+    import tensorflow as tf
+
+    return tf.lite.TFLiteConverter.from_keras_model(_fixed_batch(model))
+
+
+def _int8_settings(converter, per_channel_dense: bool = True):
+    import tensorflow as tf
+
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    converter.inference_input_type = tf.int8
+    converter.inference_output_type = tf.int8
+    converter._experimental_disable_per_channel_quantization_for_dense_layers = not per_channel_dense
+
+
+def _convert(converter) -> bytes:
+    import contextlib
+    import io
+
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            return bytes(converter.convert())
+    except Exception as e:  # the converter raises many types with long messages
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ConversionError(f"TFLite conversion failed: {first}") from None
+
+
+def convert_float(model) -> bytes:
+    """Float32 flatbuffer of the (deploy) model, batch 1."""
+    return _convert(_converter(model))
+
+
+def convert_int8(model, representative: np.ndarray, per_channel_dense: bool = True) -> bytes:
+    """Fully int8 flatbuffer, calibrated on `representative` `[N, *input_shape]` float32.
+
+    Calibration feeds the clips one by one in the given order: the same inputs give
+    the same bytes.
+    """
+    representative = np.asarray(representative, np.float32)
+    if representative.ndim < 2 or representative.shape[0] == 0:
+        raise ConversionError("calibration needs at least one clip")
+    conv = _converter(model)
+    _int8_settings(conv, per_channel_dense)
+
+    def gen():
+        for x in representative:
+            yield [x[None]]
+
+    conv.representative_dataset = gen
+    return _convert(conv)
+
+
+def convert_qat(qat_model, per_channel_dense: bool = True) -> bytes:
+    """Fully int8 flatbuffer of a tfmot quantisation-aware model (ranges from its fake-quant nodes)."""
+    conv = _converter(qat_model)
+    _int8_settings(conv, per_channel_dense)
+    return _convert(conv)
+
+
+# --------------------------------------------------------------------------- inspection
+
+@dataclasses.dataclass
+class TensorInfo:
+    index: int
+    name: str
+    dtype: str  # schema name: INT8, INT32, FLOAT32, ...
+    shape: tuple
+    scales: tuple
+    zero_points: tuple
+    quantized_dimension: int
+    constant: bool
+
+    @property
+    def per_channel(self) -> bool:
+        return len(self.scales) > 1
+
+
+@dataclasses.dataclass
+class ModelInfo:
+    ops: list  # builtin op names in execution order (custom ops as "CUSTOM:<code>")
+    tensors: list  # TensorInfo
+    op_io: list  # (op name, input tensor indices, output tensor indices)
+    inputs: list  # tensor indices
+    outputs: list
+    num_bytes: int
+
+    @property
+    def op_set(self) -> list:
+        """Distinct op names, sorted."""
+        return sorted(set(self.ops))
+
+    def tensor(self, index: int) -> TensorInfo:
+        return self.tensors[index]
+
+    @property
+    def input(self) -> TensorInfo:
+        return self.tensors[self.inputs[0]]
+
+    @property
+    def output(self) -> TensorInfo:
+        return self.tensors[self.outputs[0]]
+
+
+def _enum_names(cls) -> dict:
+    return {v: k for k, v in vars(cls).items() if not k.startswith("_") and isinstance(v, int)}
+
+
+def inspect_model(model_bytes: bytes) -> ModelInfo:
+    """Ops, tensors and quantisation parameters read from the flatbuffer."""
+    from tensorflow.lite.python import schema_py_generated as schema
+
+    try:
+        if not schema.Model.ModelBufferHasIdentifier(model_bytes, 0):
+            raise ValueError("no TFL3 identifier")
+        model = schema.ModelT.InitFromObj(schema.Model.GetRootAsModel(model_bytes, 0))
+    except Exception as e:
+        raise ConversionError(f"not a TFLite flatbuffer ({e})") from None
+    if len(model.subgraphs) != 1:
+        raise ConversionError(f"expected one subgraph, found {len(model.subgraphs)}")
+    op_names = _enum_names(schema.BuiltinOperator)
+    type_names = _enum_names(schema.TensorType)
+    sg = model.subgraphs[0]
+
+    def op_name(code) -> str:
+        builtin = max(int(code.builtinCode), int(code.deprecatedBuiltinCode))
+        if builtin == schema.BuiltinOperator.CUSTOM:
+            return f"CUSTOM:{code.customCode.decode() if code.customCode else '?'}"
+        return op_names.get(builtin, f"BUILTIN_{builtin}")
+
+    tensors = []
+    for i, t in enumerate(sg.tensors):
+        q = t.quantization
+        scales = tuple(float(s) for s in (q.scale if q is not None and q.scale is not None else ()))
+        zps = tuple(int(z) for z in (q.zeroPoint if q is not None and q.zeroPoint is not None else ()))
+        buf = model.buffers[t.buffer] if 0 < t.buffer < len(model.buffers) else None
+        constant = buf is not None and ((buf.data is not None and len(buf.data) > 0) or int(getattr(buf, "size", 0) or 0) > 0)
+        tensors.append(TensorInfo(
+            index=i, name=t.name.decode() if isinstance(t.name, bytes) else str(t.name),
+            dtype=type_names.get(int(t.type), str(t.type)),
+            shape=tuple(int(d) for d in (t.shape if t.shape is not None else ())),
+            scales=scales, zero_points=zps,
+            quantized_dimension=int(q.quantizedDimension) if q is not None else 0,
+            constant=constant,
+        ))
+    ops, op_io = [], []
+    for op in sg.operators:
+        name = op_name(model.operatorCodes[op.opcodeIndex])
+        ops.append(name)
+        op_io.append((name, [int(i) for i in (op.inputs if op.inputs is not None else ())],
+                      [int(i) for i in (op.outputs if op.outputs is not None else ())]))
+    return ModelInfo(ops=ops, tensors=tensors, op_io=op_io, inputs=[int(i) for i in sg.inputs],
+                     outputs=[int(i) for i in sg.outputs], num_bytes=len(model_bytes))
+
+
+# Ops whose weight tensor (input 1) must be quantised per output channel.
+_WEIGHT_OPS = {"CONV_2D": 0, "DEPTHWISE_CONV_2D": 3, "FULLY_CONNECTED": 0}
+
+
+def int8_problems(info: ModelInfo, per_channel_dense: bool = True) -> list[str]:
+    """Why the model is not fully int8 (empty list: it is).
+
+    int8 input and output, every activation int8, int32 only for biases, no float
+    tensor, no QUANTIZE/DEQUANTIZE, per-channel weights.
+    """
+    problems = []
+    for idx, role in ((info.inputs[0], "input"), (info.outputs[0], "output")):
+        if info.tensors[idx].dtype != "INT8":
+            problems.append(f"model {role} is {info.tensors[idx].dtype}, not INT8")
+    if len(info.inputs) != 1 or len(info.outputs) != 1:
+        problems.append(f"expected one input and one output, got {len(info.inputs)} and {len(info.outputs)}")
+    for op in ("QUANTIZE", "DEQUANTIZE"):
+        if op in info.ops:
+            problems.append(f"{op} op in the graph")
+    bias_like = set()
+    for name, ins, _ in info.op_io:
+        if name in _WEIGHT_OPS and len(ins) > 2 and ins[2] >= 0:
+            bias_like.add(ins[2])
+    for name, ins, _ in info.op_io:
+        if name in ("MEAN", "RESHAPE", "SUM") and len(ins) > 1:
+            bias_like.add(ins[1])  # axis / shape operands are int32 by definition
+    for t in info.tensors:
+        if t.dtype == "INT8":
+            if not t.scales:
+                problems.append(f"tensor {t.name} is INT8 without quantisation parameters")
+        elif t.dtype == "INT32":
+            if t.index not in bias_like:
+                problems.append(f"tensor {t.name} is INT32 but not a bias or shape operand")
+        else:
+            problems.append(f"tensor {t.name} is {t.dtype}")
+    for name, ins, outs in info.op_io:
+        if name in _WEIGHT_OPS and len(ins) > 1:
+            w = info.tensors[ins[1]]
+            channels = w.shape[_WEIGHT_OPS[name]] if w.shape else 0
+            want_per_channel = per_channel_dense or name != "FULLY_CONNECTED"
+            if want_per_channel and channels > 1 and len(w.scales) != channels:
+                problems.append(f"{name} weights {w.name} are not quantised per channel")
+    return problems
+
+
+def micro_problems(info: ModelInfo, registered: dict | None = None) -> list[str]:
+    """Why TFLM (with the registered op list) cannot run the model as exported."""
+    registered = MICRO_OPS if registered is None else registered
+    problems = []
+    missing = [op for op in info.op_set if op not in registered]
+    if missing:
+        problems.append(f"op(s) {', '.join(missing)} not in the TFLM registered list ({', '.join(sorted(registered))})")
+    for name, ins, outs in info.op_io:
+        if name in SAME_SCALE_OPS:
+            a, b = info.tensors[ins[0]], info.tensors[outs[0]]
+            if a.dtype == "INT8" and (a.scales != b.scales or a.zero_points != b.zero_points):
+                problems.append(f"{name} {b.name}: int8 input and output quantisation differ "
+                                f"({a.scales[:1]}/{a.zero_points[:1]} vs {b.scales[:1]}/{b.zero_points[:1]})")
+    return problems
+
+
+def used_micro_ops(info: ModelInfo, registered: dict | None = None) -> list[str]:
+    """The registered ops the model uses, in MICRO_OPS order (what the device must register)."""
+    registered = MICRO_OPS if registered is None else registered
+    used = set(info.ops)
+    return [op for op in registered if op in used]
+
+
+def quant_params(t: TensorInfo) -> tuple[float, int]:
+    """(scale, zero_point) of a per-tensor quantised tensor."""
+    if len(t.scales) != 1:
+        raise ConversionError(f"tensor {t.name} is not per-tensor quantised")
+    return t.scales[0], t.zero_points[0] if t.zero_points else 0
+
+
+# --------------------------------------------------------------------------- TFLite interpreters
+
+def _litert():
+    from ai_edge_litert import interpreter as lit
+
+    return lit
+
+
+def reference_interpreter(model_bytes: bytes):
+    """TFLite interpreter with the reference kernels (what TFLM reproduces bit for bit)."""
+    lit = _litert()
+    interp = lit.Interpreter(model_content=model_bytes,
+                             experimental_op_resolver_type=lit.OpResolverType.BUILTIN_REF, num_threads=1)
+    interp.allocate_tensors()
+    return interp
+
+
+def run_tflite(model_bytes: bytes, x: np.ndarray, reference: bool = True) -> np.ndarray:
+    """Run a batch-1 flatbuffer on each row of `x` `[N, *input_shape]` -> `[N, *output_shape]`."""
+    lit = _litert()
+    if reference:
+        interp = reference_interpreter(model_bytes)
+    else:
+        interp = lit.Interpreter(model_content=model_bytes, num_threads=1)
+        interp.allocate_tensors()
+    i_idx = interp.get_input_details()[0]["index"]
+    o_det = interp.get_output_details()[0]
+    out = np.empty((len(x), *o_det["shape"][1:]), o_det["dtype"])
+    for n in range(len(x)):
+        interp.set_tensor(i_idx, x[n:n + 1])
+        interp.invoke()
+        out[n] = interp.get_tensor(o_det["index"])[0]
+    return out

@@ -1,0 +1,168 @@
+"""Running flatbuffers in the real TensorFlow Lite Micro interpreter (the `tflite_micro` package).
+
+- `TflmRunner` / `run_tflm(model_bytes, x_int8)`: outputs for a batch of int8 inputs.
+- `min_arena_bytes(model_bytes)`: the smallest tensor arena the interpreter accepts
+  (binary search on `arena_size`; no TFLM call reports it). The figure is for this
+  host (x86-64, 8-byte pointers, reference kernels); a Cortex-M build with CMSIS-NN
+  needs somewhat different bytes, hence the margin `device_arena_bytes` adds.
+- `invoke_time_ms`: median host invoke time (only ratios within one run mean anything).
+
+TFLM prints allocation failures on file descriptor 2 from C++; `quiet_stderr`
+silences that while probing arena sizes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import time
+
+import numpy as np
+
+DEFAULT_MAX_ARENA = 8 * 1024 * 1024
+
+
+class TflmError(RuntimeError):
+    """TFLM could not load or run a model; one line for the user."""
+
+
+@contextlib.contextmanager
+def quiet_stderr():
+    """Silence file descriptor 2 (C++ logging) for the duration of the block."""
+    try:
+        sys.stderr.flush()
+    except Exception:
+        pass
+    try:
+        saved = os.dup(2)
+    except OSError:
+        yield
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
+def _runtime():
+    from tflite_micro.python.tflite_micro import runtime
+
+    return runtime
+
+
+class TflmRunner:
+    """A TFLM interpreter on one model (single input, single output)."""
+
+    def __init__(self, model_bytes: bytes, arena_size: int | None = None):
+        runtime = _runtime()
+        self.model_bytes = bytes(model_bytes)
+        self.arena_size = int(arena_size) if arena_size else None
+        try:
+            with quiet_stderr():
+                self.interp = runtime.Interpreter.from_bytes(self.model_bytes, arena_size=self.arena_size)
+        except Exception as e:
+            msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise TflmError(f"TFLM could not load the model: {msg}") from None
+        self.input_details = self.interp.get_input_details(0)
+        self.output_details = self.interp.get_output_details(0)
+        self.input_shape = tuple(int(d) for d in self.input_details["shape"])
+        self.input_dtype = np.dtype(self.input_details["dtype"])
+
+    def invoke(self, x: np.ndarray) -> np.ndarray:
+        """One inference; `x` has the model's input shape (or that without the batch 1)."""
+        x = np.asarray(x)
+        if x.dtype != self.input_dtype:
+            raise TflmError(f"input dtype {x.dtype}, the model wants {self.input_dtype}")
+        x = x.reshape(self.input_shape)
+        try:
+            self.interp.set_input(x, 0)
+            self.interp.invoke()
+            return np.array(self.interp.get_output(0), copy=True)
+        except Exception as e:
+            msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise TflmError(f"TFLM invoke failed: {msg}") from None
+
+    def run(self, xs: np.ndarray) -> np.ndarray:
+        """Outputs `[N, *output_shape[1:]]` for inputs `[N, *input_shape[1:]]`."""
+        xs = np.asarray(xs)
+        out = [self.invoke(x)[0] for x in xs]
+        if not out:
+            return np.zeros((0, *self.output_details["shape"][1:]), self.output_details["dtype"])
+        return np.stack(out)
+
+    def time_invoke(self, repeats: int = 50, warmup: int = 5, x: np.ndarray | None = None) -> list[float]:
+        """Seconds per invoke (repeats values) on `x` (default: zeros)."""
+        if x is None:
+            x = np.zeros(self.input_shape, self.input_dtype)
+        x = np.asarray(x).reshape(self.input_shape)
+        self.interp.set_input(x, 0)
+        for _ in range(warmup):
+            self.interp.invoke()
+        times = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            self.interp.invoke()
+            times.append(time.perf_counter() - t0)
+        return times
+
+
+def run_tflm(model_bytes: bytes, x_int8: np.ndarray, arena_size: int | None = None) -> np.ndarray:
+    """TFLM outputs for a batch of inputs `[N, *input_shape[1:]]` (or one input with batch 1)."""
+    runner = TflmRunner(model_bytes, arena_size)
+    x = np.asarray(x_int8)
+    if x.shape == runner.input_shape:
+        return runner.invoke(x)
+    return runner.run(x)
+
+
+def _arena_works(model_bytes: bytes, size: int) -> bool:
+    runtime = _runtime()
+    try:
+        with quiet_stderr():
+            interp = runtime.Interpreter.from_bytes(model_bytes, arena_size=int(size))
+            det = interp.get_input_details(0)
+            interp.set_input(np.zeros(det["shape"], det["dtype"]), 0)
+            interp.invoke()
+        return True
+    except Exception:
+        return False
+
+
+def min_arena_bytes(model_bytes: bytes, max_bytes: int = DEFAULT_MAX_ARENA) -> int:
+    """Smallest `arena_size` with which TFLM loads and invokes the model (binary search)."""
+    model_bytes = bytes(model_bytes)
+    hi = 4096
+    while not _arena_works(model_bytes, hi):
+        if hi >= max_bytes:
+            raise TflmError(f"TFLM could not run the model with an arena of {max_bytes} bytes")
+        hi = min(hi * 2, max_bytes)
+    lo = 0
+    while lo + 1 < hi:
+        mid = (lo + hi) // 2
+        if _arena_works(model_bytes, mid):
+            hi = mid
+        else:
+            lo = mid
+    return hi
+
+
+def device_arena_bytes(host_min_bytes: int) -> int:
+    """Arena to reserve on the device: the host minimum plus max(2 KiB, 25 %), rounded up to 1 KiB.
+
+    The margin covers the CMSIS-NN scratch buffers (depthwise convolution: 2 bytes per
+    input channel per kernel tap) that the reference kernels measured here do not need.
+    """
+    margin = max(2048, host_min_bytes // 4)
+    return -(-(host_min_bytes + margin) // 1024) * 1024
+
+
+def invoke_time_ms(model_bytes: bytes, arena_size: int | None = None, repeats: int = 50,
+                   x: np.ndarray | None = None) -> float:
+    """Median host TFLM invoke time in milliseconds."""
+    runner = TflmRunner(model_bytes, arena_size)
+    return float(np.median(runner.time_invoke(repeats=repeats, x=x)) * 1e3)
