@@ -116,10 +116,24 @@ def measure(entries: list[dict], dataset, seed: int, rounds: int = 7, per_round:
     from kws_tf import features, tflite_tools
     from kws_tf.tflm import TflmRunner
 
-    order = np.sort(np.random.default_rng(seed).permutation(len(dataset.train))[:N_CALIBRATION])
-    calib_audio = dataset.train.subset(order)
-    y_val = dataset.validation.labels
+    if dataset is not None:
+        order = np.sort(np.random.default_rng(seed).permutation(len(dataset.train))[:N_CALIBRATION])
+        calib_audio = dataset.train.subset(order)
+        y_val = dataset.validation.labels
     for e in entries:
+        if "spec" in e:  # --structure_only: untrained weights, calibrated on N(0, 1) features
+            from kws_tf import model as model_lib
+
+            name, c = e["spec"]
+            net = model_lib.build_model(name, c)
+            calib = np.random.default_rng(seed).standard_normal((N_CALIBRATION // 4, 1, 101, 32)).astype(np.float32)
+            model_bytes = tflite_tools.convert_int8(tflite_tools.deploy_model(net), calib)
+            info = tflite_tools.inspect_model(model_bytes)
+            e.update(params=model_lib.count_params(net), macs=model_lib.count_macs(net), int8_bytes=len(model_bytes),
+                     ops=info.op_set, micro_problems=tflite_tools.micro_problems(info), float_accuracy=None,
+                     int8_accuracy=None, epochs="untrained", best_epoch="—")
+            e["_bytes"] = model_bytes
+            continue
         if "model_dir" not in e:
             continue
         model_dir = pathlib.Path(e["model_dir"])
@@ -189,6 +203,8 @@ def main():
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default=str(ROOT / "runs"))
     p.add_argument("--wait", action="store_true", help="wait for <out>/train_real_subset.json before training")
+    p.add_argument("--structure_only", action="store_true",
+                   help="no training: untrained models' sizes, int8 bytes, arena, invoke time -> <out>/baselines_structure.md")
     p.add_argument("--no_anchor", action="store_true", help="leave the MLPerf Tiny DS-CNN anchor out of the timing")
     args = p.parse_args()
     data = os.environ.get("KWS_REAL_DATA")
@@ -196,6 +212,19 @@ def main():
         sys.exit("error: set KWS_REAL_DATA to the shared real-audio folder (with sc_v2_test_dev/)")
     data, out = pathlib.Path(data), pathlib.Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    if args.structure_only:
+        entries = [{"label": f"{m} C={c}", "key": m, "spec": (m, int(c))} for m, c in (x.split(":") for x in args.models)]
+        entries += [{"label": f"SparkNet C={c}", "key": f"c{c}", "spec": ("sparknet", c)} for c in (32, 16)]
+        entries.append({"label": "MLPerf Tiny DS-CNN anchor (49×10 input, int8 file)", "key": "anchor",
+                        "_bytes": ANCHOR.read_bytes(), "int8_bytes": ANCHOR.stat().st_size})
+        measure(entries, None, args.seed)
+        spark = {e["key"]: e for e in entries if e["key"] in ("c32", "c16")}
+        text = ("Untrained weights (structure only): sizes, int8 bytes, TFLM arena and host invoke time; no accuracy.\n\n"
+                + fmt_table(entries, spark) + "\n")
+        (out / "baselines_structure.md").write_text(text)
+        (out / "baselines_structure.json").write_text(json.dumps(entries, indent=2, default=str))
+        print("\n" + text)
+        return
     if args.wait:
         while not (out / "train_real_subset.json").exists():
             print(f"waiting for {out / 'train_real_subset.json'} ...", flush=True)
