@@ -10,8 +10,12 @@
    resumed). `--wait` first waits for `<out>/train_real_subset.json` (SparkNet's runs done),
    so the baselines do not compete with them for the CPU.
 2. Converts every model -- the baselines and SparkNet's `runs/real_c32`, `runs/real_c16` --
-   the same way: BN folded (`tflite_tools.deploy_model`), fully int8, calibrated on 200
-   normalised training clips (the first 200 of a seeded permutation of the training split).
+   the same way, with the building blocks `kws_tf.export` uses: BN folded
+   (`tflite_tools.deploy_model`), fully int8 (`tflite_tools.convert_int8`), calibrated on
+   400 normalised training clips chosen as `export.calibration_indices` chooses them.
+   (Not `export.export_model` itself: its op check rejects BC-ResNet's LOGISTIC, which
+   `tflite_tools.MICRO_OPS` lacks, and `tflm.min_arena_bytes` segfaults on DS-CNN's first
+   4,096-byte probe.)
 3. Measures, all in this one process: trainable parameters, MACs (convolutions + dense per
    1 s window), int8 flatbuffer bytes, the smallest TFLM arena (binary search; each probe in
    a child process, because TFLM segfaults on some too-small arenas instead of failing), host
@@ -42,7 +46,7 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 ANCHOR = pathlib.Path(os.environ.get("KWS_ANCHORS", ROOT.parent / "shared" / "anchors")) / "mlperf_tiny_kws_dscnn_int8.tflite"
-N_CALIBRATION = 200
+N_CALIBRATION = 400  # as kws_tf.export (DEFAULT_CALIBRATION_SAMPLES; same seeded subset rule)
 
 _PROBE = r"""
 import sys, numpy as np
