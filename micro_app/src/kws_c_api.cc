@@ -1,3 +1,8 @@
+// Host-only: the C API lets Python (ctypes) drive the same core the board runs.
+// The Arduino builder compiles every file under src/, so keep this one out of
+// board builds (it uses std::string/std::vector and the heap).
+#ifndef ARDUINO
+
 #include "kws_c_api.h"
 
 #include <chrono>
@@ -325,3 +330,5 @@ void kws_app_last(const kws_app* app, kws_recognition* out, uint8_t* scores) {
 }
 
 }  // extern "C"
+
+#endif  // ARDUINO
