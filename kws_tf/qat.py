@@ -7,7 +7,8 @@ quantised) -> `init_ranges` (activation ranges set from calibration features, so
 the QAT model starts where PTQ is instead of at tfmot's [-6, 6] defaults, which
 its 0.999 moving average would take thousands of steps to leave) -> `fine_tune`
 (the training recipe's loss: ce_weight * CE + the gate's sparsity loss and noise,
-augmented batches) -> `tflite_tools.convert_qat`.
+augmented batches) -> `copy_back` into the float deploy graph, which the export
+converts with the same calibrated int8 converter as PTQ.
 
 tfmot works only with tf_keras and 2-D layers, which is what `deploy_model` gives.
 The QAT model is never saved as `.keras` (that fails to reload); nothing here saves it.
@@ -140,7 +141,8 @@ def quantize_model(deploy):
     return qat
 
 
-def _copy_weights(deploy, qat):
+def _copy_weights(deploy, qat, to_qat: bool = True):
+    """Weights deploy -> QAT wrappers' inner layers (or back, `to_qat=False`)."""
     for layer in deploy.layers:
         if not layer.weights:
             continue
@@ -150,7 +152,19 @@ def _copy_weights(deploy, qat):
             continue
         inner = getattr(wrapper, "layer", None)
         if inner is not None and len(inner.weights) == len(layer.weights):
-            inner.set_weights(layer.get_weights())
+            if to_qat:
+                inner.set_weights(layer.get_weights())
+            else:
+                layer.set_weights(inner.get_weights())
+
+
+def copy_back(qat, deploy) -> None:
+    """Put the fine-tuned weights of `qat` into the float `deploy` model (same graph).
+
+    The export converts that float model with the calibrated int8 converter: one
+    conversion path for PTQ and QAT (see EXPORT_NOTES.md for why not tfmot's ranges).
+    """
+    _copy_weights(deploy, qat, to_qat=False)
 
 
 _RANGE_SUFFIXES = ("post_activation", "output", "quantize_layer")
@@ -201,11 +215,16 @@ def init_ranges(qat, deploy, x_calibration: np.ndarray, batch_size: int = 64) ->
     return count
 
 
+DEFAULT_LR = 1e-4
+
+
 def fine_tune(qat, dataset, normalization, run_config: dict, epochs: int, lr: float | None = None,
-              batch_size: int | None = None, optimizer: str = "sgd", log=print) -> list[dict]:
+              batch_size: int | None = None, optimizer: str = "adam", log=print) -> list[dict]:
     """QAT fine-tuning with the run's loss and augmentation; returns per-epoch logs.
 
-    SGD with the run's momentum at a constant `lr` (default: 5 % of the run's peak lr).
+    Adam at a constant `lr` (default 1e-4). Not the run's SGD: with batch norm folded
+    the network is no longer scale-invariant, and SGD at even 1e-5 (x ce_weight 100)
+    diverged in the first epoch, while Adam's per-weight step size stays small.
     Deterministic: batches are seeded by (seed, epoch) as in training, TF op
     determinism is on.
     """
@@ -217,7 +236,7 @@ def fine_tune(qat, dataset, normalization, run_config: dict, epochs: int, lr: fl
     tf.config.experimental.enable_op_determinism()
     keras.utils.set_random_seed(int(run_config.get("seed", 0)))
     opt_cfg = run_config["optimizer"]
-    lr = float(lr) if lr else 0.05 * float(opt_cfg["lr"])
+    lr = float(lr) if lr else DEFAULT_LR
     batch_size = int(batch_size or run_config["batch_size"])
     if optimizer == "adam":
         opt = keras.optimizers.Adam(learning_rate=lr)

@@ -28,7 +28,11 @@ an exported model may use only these, and the settings header lists the ones it 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import os
+import sys
+import warnings
 
 import numpy as np
 
@@ -265,12 +269,35 @@ def _int8_settings(converter, per_channel_dense: bool = True):
     converter._experimental_disable_per_channel_quantization_for_dense_layers = not per_channel_dense
 
 
-def _convert(converter) -> bytes:
-    import contextlib
-    import io
-
+@contextlib.contextmanager
+def quiet_fds():
+    """Silence file descriptors 1 and 2 (the converter's C++ logging) for the block."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except Exception:
+            pass
+    saved = []
     try:
-        with contextlib.redirect_stdout(io.StringIO()):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        for fd in (1, 2):
+            saved.append((fd, os.dup(fd)))
+            os.dup2(devnull, fd)
+        os.close(devnull)
+    except OSError:
+        pass
+    try:
+        yield
+    finally:
+        for fd, dup in saved:
+            os.dup2(dup, fd)
+            os.close(dup)
+
+
+def _convert(converter) -> bytes:
+    try:
+        with quiet_fds(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
             return bytes(converter.convert())
     except Exception as e:  # the converter raises many types with long messages
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
@@ -490,9 +517,10 @@ def _litert():
 def reference_interpreter(model_bytes: bytes):
     """TFLite interpreter with the reference kernels (what TFLM reproduces bit for bit)."""
     lit = _litert()
-    interp = lit.Interpreter(model_content=model_bytes,
-                             experimental_op_resolver_type=lit.OpResolverType.BUILTIN_REF, num_threads=1)
-    interp.allocate_tensors()
+    with quiet_fds():
+        interp = lit.Interpreter(model_content=model_bytes,
+                                 experimental_op_resolver_type=lit.OpResolverType.BUILTIN_REF, num_threads=1)
+        interp.allocate_tensors()
     return interp
 
 
@@ -502,8 +530,9 @@ def run_tflite(model_bytes: bytes, x: np.ndarray, reference: bool = True) -> np.
     if reference:
         interp = reference_interpreter(model_bytes)
     else:
-        interp = lit.Interpreter(model_content=model_bytes, num_threads=1)
-        interp.allocate_tensors()
+        with quiet_fds():  # "Created TensorFlow Lite XNNPACK delegate" on stderr
+            interp = lit.Interpreter(model_content=model_bytes, num_threads=1)
+            interp.allocate_tensors()
     i_idx = interp.get_input_details()[0]["index"]
     o_det = interp.get_output_details()[0]
     out = np.empty((len(x), *o_det["shape"][1:]), o_det["dtype"])

@@ -1,0 +1,630 @@
+"""Export a trained model_dir for the microcontroller.
+
+    python -m kws_tf.export --int8 --model_dir=DIR [--out=export/NAME] [--qat_epochs=N]
+        [--calibration_samples=N] [--eval_split=validation] [--overwrite]
+
+The output folder (default `export/<model_dir basename>`) gets:
+
+  model_int8.tflite   fully int8 (int8 input/output and activations, int32 biases only,
+                      no QUANTIZE/DEQUANTIZE, per-channel weights), calibrated on the
+                      run's training clips with the device's normalisation (QAT-fine-
+                      tuned weights when --qat_epochs > 0)
+  model_float.tflite  the same deploy graph in float32
+  model_data.h/.cc    the int8 flatbuffer as an aligned C array (kws_tf.codegen)
+  kws_settings.h      front-end constants, normalisation, input/output quantisation,
+                      labels, window frames, the ops to register, arena bytes
+  normalization.json  the per-coefficient statistics (a copy of the model_dir's)
+  export_report.json  sizes, ops, arena, host invoke time, accuracies, agreement
+
+Before anything is written the export checks, and stops with a one-line error
+otherwise: the flatbuffer is fully int8; its ops are all in `tflite_tools.MICRO_OPS`
+(the list the device registers); the real TFLM interpreter loads and runs it and its
+outputs equal the TFLite reference kernels' bit for bit on every calibration clip;
+int8 top-1 agrees with float on >= --min_agreement of the evaluation clips and its
+accuracy is at most --max_accuracy_drop points below float. Files are written into a
+temporary folder that is renamed into place at the end, so a failed export leaves
+nothing half-written. Re-exporting the same model_dir gives byte-identical model and
+C++ files (export_report.json differs only in timings).
+
+Python API: `export_model(model_dir, out_dir=None, ...) -> report dict`;
+`load_export(folder) -> Exported` and `Exported.prepare(pcm)` / `run_tflm` for
+consumers that want the int8 model and its input quantisation.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import pathlib
+import shutil
+import sys
+import time
+
+import numpy as np
+
+from kws_tf import features, labels
+
+DEFAULT_CALIBRATION_SAMPLES = 400
+DEFAULT_MIN_AGREEMENT = 0.99
+DEFAULT_MAX_ACCURACY_DROP = 0.5  # percentage points
+EVAL_SPLITS = ("validation", "test", "train")
+ARTIFACTS = ("model_int8.tflite", "model_float.tflite", "model_data.h", "model_data.cc", "kws_settings.h",
+             "normalization.json")
+
+
+class ExportError(RuntimeError):
+    """The export cannot be done or failed a check; the message is one line for the user."""
+
+
+# --------------------------------------------------------------------------- model_dir
+
+@dataclasses.dataclass
+class TrainedModel:
+    net: object  # tf_keras Model (float, as trained)
+    run_config: dict
+    normalization: features.Normalization
+    model_dir: pathlib.Path
+    weights_file: pathlib.Path
+
+
+def _read_json(path: pathlib.Path, what: str) -> dict:
+    try:
+        obj = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ExportError(f"{what} {path} is corrupt or unreadable ({type(e).__name__})") from None
+    if not isinstance(obj, dict):
+        raise ExportError(f"{what} {path} is corrupt (not a JSON object)")
+    return obj
+
+
+def load_trained(model_dir) -> TrainedModel:
+    """The trained float model of a `kws_tf.train` model_dir (best weights), its config and normalisation."""
+    model_dir = pathlib.Path(model_dir)
+    if not model_dir.is_dir():
+        raise ExportError(f"model_dir {model_dir} does not exist")
+    cfg_path, norm_path = model_dir / "run_config.json", model_dir / "normalization.json"
+    weights = [p for p in (model_dir / "best.weights.h5", model_dir / "model.keras") if p.is_file()]
+    missing = [p.name for p in (cfg_path, norm_path) if not p.is_file()] + ([] if weights else ["best.weights.h5"])
+    if missing:
+        raise ExportError(f"model_dir {model_dir} is incomplete: no {', '.join(missing)} "
+                          "(export needs a finished kws_tf.train run)")
+    run_config = _read_json(cfg_path, "run config")
+    for key in ("model", "channels", "data"):
+        if key not in run_config:
+            raise ExportError(f"run config {cfg_path} is incomplete (no {key!r})")
+    try:
+        normalization = features.Normalization.from_dict(_read_json(norm_path, "normalisation"))
+    except (KeyError, TypeError, ValueError) as e:
+        raise ExportError(f"normalisation {norm_path} is invalid ({e})") from None
+
+    from kws_tf import train
+
+    try:
+        net, _ = train._build(run_config, total_steps=1)
+    except Exception as e:
+        raise ExportError(f"run config {cfg_path} does not describe a buildable model ({_first_line(e)})") from None
+    weights_file = weights[0]
+    try:
+        if weights_file.suffix == ".h5":
+            net.load_weights(str(weights_file))
+        else:
+            import tf_keras as keras
+
+            from kws_tf import model as model_lib
+
+            loaded = keras.models.load_model(str(weights_file), custom_objects=model_lib.custom_objects(),
+                                             compile=False)
+            net.set_weights(loaded.get_weights())
+    except Exception as e:
+        raise ExportError(f"cannot load weights from {weights_file}: corrupt or not this model's "
+                          f"({_first_line(e)})") from None
+    return TrainedModel(net, run_config, normalization, model_dir, weights_file)
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return (text.splitlines()[0][:300] if text else type(e).__name__)
+
+
+# --------------------------------------------------------------------------- features
+
+def device_features(audio: np.ndarray, normalization: features.Normalization) -> np.ndarray:
+    """Normalised MFCC `[N, 1, T, 32]` float32 of int16 clips `[N, samples]`, as the device computes them
+    (NumPy reference front-end, then `Normalization.apply_np`)."""
+    out = np.empty((len(audio), 1, features.NUM_FRAMES, features.NUM_MFCC), np.float32)
+    for i, pcm in enumerate(audio):
+        out[i, 0] = normalization.apply_np(features.mfcc_np(features.fix_length(pcm)))
+    return out
+
+
+def calibration_indices(n: int, count: int, seed: int = 0) -> np.ndarray:
+    """A fixed random subset (sorted) of `count` of `n` training clips."""
+    if count >= n:
+        return np.arange(n)
+    return np.sort(np.random.default_rng(seed).permutation(n)[:count])
+
+
+# --------------------------------------------------------------------------- checks
+
+def _predict_keras(net, x: np.ndarray) -> np.ndarray:
+    return np.asarray(net.predict(x, batch_size=256, verbose=0)).reshape(len(x), -1)
+
+
+def _accuracy(pred: np.ndarray, y: np.ndarray) -> float:
+    return float(np.mean(pred == y)) if len(y) else float("nan")
+
+
+def verify_int8(model_bytes: bytes, x_calibration: np.ndarray, micro_ops: dict, per_channel_dense: bool = True,
+                what: str = "int8 model"):
+    """Structural and TFLM checks; returns (ModelInfo, input quant, output quant). Raises ExportError."""
+    from kws_tf import tflite_tools, tflm
+
+    info = tflite_tools.inspect_model(model_bytes)
+    problems = tflite_tools.int8_problems(info, per_channel_dense=per_channel_dense)
+    if problems:
+        raise ExportError(f"{what} is not fully int8: {problems[0]}"
+                          + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""))
+    problems = tflite_tools.micro_problems(info, micro_ops)
+    if problems:
+        raise ExportError(f"{what} cannot run on the device: {problems[0]}")
+    want = (1, 1, features.NUM_FRAMES, features.NUM_MFCC)
+    if tuple(info.input.shape) != want:
+        raise ExportError(f"{what} input shape {tuple(info.input.shape)} does not match the front-end {want}")
+    in_q, out_q = tflite_tools.quant_params(info.input), tflite_tools.quant_params(info.output)
+    xq = features.quantize_np(x_calibration, *in_q)
+    try:
+        got = tflm.TflmRunner(model_bytes).run(xq)
+    except tflm.TflmError as e:
+        raise ExportError(f"{what}: {e}") from None
+    ref = tflite_tools.run_tflite(model_bytes, xq, reference=True)
+    if got.shape != ref.shape or not np.array_equal(got, ref):
+        bad = int(np.sum(np.any(got.reshape(len(xq), -1) != ref.reshape(len(xq), -1), axis=1)))
+        raise ExportError(f"{what}: TFLM output differs from the TFLite reference kernels on {bad} of "
+                          f"{len(xq)} calibration clips")
+    return info, in_q, out_q
+
+
+def _int8_scores(model_bytes: bytes, x: np.ndarray, in_q, out_q) -> np.ndarray:
+    from kws_tf import tflm
+
+    raw = tflm.TflmRunner(model_bytes).run(features.quantize_np(x, *in_q)).reshape(len(x), -1)
+    return features.dequantize_np(raw, *out_q)
+
+
+def _gate_thresholds(name: str, float_pred, int8_pred, y, min_agreement: float, max_drop: float) -> dict:
+    agreement = float(np.mean(float_pred == int8_pred))
+    fa, ia = _accuracy(float_pred, y), _accuracy(int8_pred, y)
+    drop = 100.0 * (fa - ia)
+    if agreement < min_agreement:
+        raise ExportError(f"{name}: int8 top-1 agrees with float on {100 * agreement:.2f}% of {len(y)} evaluation "
+                          f"clips, below --min_agreement={100 * min_agreement:g}%")
+    if drop > max_drop:
+        raise ExportError(f"{name}: int8 accuracy {100 * ia:.2f}% is {drop:.2f} points below float "
+                          f"{100 * fa:.2f}% (--max_accuracy_drop={max_drop:g})")
+    return {"agreement": agreement, "float_accuracy": fa, "int8_accuracy": ia, "accuracy_drop_points": drop}
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+# --------------------------------------------------------------------------- output folder
+
+def _check_out_dir(out: pathlib.Path, overwrite: bool):
+    if out.exists():
+        if not out.is_dir():
+            raise ExportError(f"output {out} exists and is not a folder")
+        if any(out.iterdir()) and not overwrite:
+            raise ExportError(f"output folder {out} already exists; pass --overwrite to replace it")
+
+
+def _publish(tmp: pathlib.Path, out: pathlib.Path):
+    """Move the finished temporary folder into place (replacing `out`)."""
+    if out.exists():
+        old = out.parent / f".{out.name}.old-{os.getpid()}"
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(out, old)
+        try:
+            os.replace(tmp, out)
+        except BaseException:
+            os.replace(old, out)
+            raise
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(tmp, out)
+
+
+# --------------------------------------------------------------------------- export
+
+def export_model(
+    model_dir,
+    out_dir=None,
+    data_dir: str | None = None,
+    int8: bool = True,
+    qat_epochs: int = 0,
+    calibration_samples: int = DEFAULT_CALIBRATION_SAMPLES,
+    overwrite: bool = False,
+    eval_split: str = "validation",
+    min_agreement: float = DEFAULT_MIN_AGREEMENT,
+    max_accuracy_drop: float = DEFAULT_MAX_ACCURACY_DROP,
+    qat_lr: float | None = None,
+    qat_batch_size: int | None = None,
+    per_channel_dense: bool = True,
+    timing_repeats: int = 50,
+    micro_ops: dict | None = None,
+    log=print,
+) -> dict:
+    """Export `model_dir` into `out_dir` (default `export/<basename>`); returns the report dict.
+
+    `data_dir` overrides the folder of a folder-sourced run (the data moved).
+    `micro_ops` (default `tflite_tools.MICRO_OPS`) is the op list the device registers.
+    Raises ExportError (one line) for anything the user must fix.
+    """
+    from kws_tf import tflite_tools, tflm
+
+    if not int8:
+        raise ExportError("only the int8 export exists (pass --int8)")
+    if eval_split not in EVAL_SPLITS:
+        raise ExportError(f"unknown eval split {eval_split!r}; choose one of {', '.join(EVAL_SPLITS)}")
+    if calibration_samples < 1:
+        raise ExportError("--calibration_samples must be at least 1")
+    if qat_epochs < 0:
+        raise ExportError("--qat_epochs must be >= 0")
+    if not 0.0 <= min_agreement <= 1.0:
+        raise ExportError("--min_agreement must be a fraction in [0, 1]")
+    micro_ops = tflite_tools.MICRO_OPS if micro_ops is None else micro_ops
+    model_dir = pathlib.Path(model_dir)
+    out = pathlib.Path(out_dir) if out_dir else pathlib.Path("export") / model_dir.resolve().name
+    _check_out_dir(out, overwrite)
+    t_start = time.perf_counter()
+    steps = 7 if qat_epochs else 6
+
+    def step(i, msg):
+        log(f"[{i}/{steps}] {msg}")
+
+    # 1. model
+    step(1, f"loading {model_dir}")
+    trained = load_trained(model_dir)
+    net, run_config, norm = trained.net, trained.run_config, trained.normalization
+
+    # 2. data and features
+    from kws_tf import data as data_lib
+    from kws_tf import model as model_lib
+    from kws_tf.train import _load_data
+
+    source = dict(run_config["data"])
+    if data_dir:
+        if source.get("kind") != "folder":
+            source = {"kind": "folder", "validation_percent": 10.0, "test_percent": 10.0, "max_per_class": None,
+                      "noise_dir": None}
+        source["path"] = str(data_dir)
+    step(2, f"loading the run's data ({source.get('kind')}: {source.get('path', source.get('tfds_data_dir') or 'tfds')})")
+    try:
+        dataset = _load_data({**run_config, "data": source}, lambda m: log(f"      {m}"))
+    except data_lib.DataError as e:
+        raise ExportError(f"cannot load the run's data: {e}") from None
+    eval_set = getattr(dataset, eval_split)
+    if eval_set is None or len(eval_set) == 0:
+        raise ExportError(f"the data has no {eval_split} clips to evaluate on (choose another --eval_split)")
+    cal_idx = calibration_indices(len(dataset.train), calibration_samples, int(run_config.get("seed", 0)))
+    log(f"      features: {len(cal_idx)} calibration clips (train), {len(eval_set)} evaluation clips ({eval_split})")
+    x_cal = device_features(dataset.train.audio[cal_idx], norm)
+    x_eval, y_eval = device_features(eval_set.audio, norm), np.asarray(eval_set.labels)
+
+    # 3. deploy graph + float flatbuffer
+    step(3, "deploy graph and float flatbuffer")
+    try:
+        deploy = tflite_tools.deploy_model(net)
+    except tflite_tools.ConversionError as e:
+        raise ExportError(str(e)) from None
+    float_scores = _predict_keras(net, x_eval)
+    float_pred = float_scores.argmax(-1)
+    deploy_diff = float(np.max(np.abs(_predict_keras(deploy, x_eval[:64]) - float_scores[:64])))
+    if not deploy_diff <= 1e-3 * (1.0 + float(np.max(np.abs(float_scores[:64])))):
+        raise ExportError(f"the deploy graph differs from the trained model by {deploy_diff:g} (a bug in deploy_model)")
+    try:
+        float_bytes = tflite_tools.convert_float(deploy)
+    except tflite_tools.ConversionError as e:
+        raise ExportError(str(e)) from None
+    probe = x_cal[: min(16, len(x_cal))]
+    float_tfl = tflite_tools.run_tflite(float_bytes, probe, reference=False).reshape(len(probe), -1)
+    float_tfl_diff = float(np.max(np.abs(float_tfl - _predict_keras(deploy, probe))))
+    if not float_tfl_diff <= 1e-3 * (1.0 + float(np.max(np.abs(float_tfl)))):
+        raise ExportError(f"model_float.tflite differs from the Keras model by {float_tfl_diff:g}")
+
+    # 4. PTQ int8
+    step(4, f"int8 conversion (post-training, calibrated on {len(x_cal)} clips) and checks")
+    try:
+        ptq_bytes = tflite_tools.convert_int8(deploy, x_cal, per_channel_dense=per_channel_dense)
+    except tflite_tools.ConversionError as e:
+        raise ExportError(str(e)) from None
+    info, in_q, out_q = verify_int8(ptq_bytes, x_cal, micro_ops, per_channel_dense, "PTQ int8 model")
+    ptq_pred = _int8_scores(ptq_bytes, x_eval, in_q, out_q).argmax(-1)
+    ptq_stats = {"agreement": float(np.mean(ptq_pred == float_pred)), "int8_accuracy": _accuracy(ptq_pred, y_eval)}
+    log(f"      float accuracy {100 * _accuracy(float_pred, y_eval):.2f}%, PTQ int8 {100 * ptq_stats['int8_accuracy']:.2f}%, "
+        f"top-1 agreement {100 * ptq_stats['agreement']:.2f}% ({len(y_eval)} {eval_split} clips)")
+
+    chosen, chosen_bytes, qat_report = "ptq", ptq_bytes, None
+    if qat_epochs:
+        step(5, f"quantisation-aware fine-tuning ({qat_epochs} epoch(s))")
+        from kws_tf import qat as qat_lib
+
+        qmodel = qat_lib.quantize_model(deploy)
+        qat_lib.init_ranges(qmodel, deploy, x_cal)
+        qat_init_pred = _predict_keras(qmodel, x_eval).argmax(-1)
+        history = qat_lib.fine_tune(qmodel, dataset, norm, run_config, qat_epochs, lr=qat_lr,
+                                    batch_size=qat_batch_size, log=lambda m: log(f"    {m}"))
+        qat_fq_pred = _predict_keras(qmodel, x_eval).argmax(-1)
+        deploy_qat = tflite_tools.deploy_model(net)
+        qat_lib.copy_back(qmodel, deploy_qat)
+        qat_float_pred = _predict_keras(deploy_qat, x_eval).argmax(-1)
+        try:
+            qat_bytes = tflite_tools.convert_int8(deploy_qat, x_cal, per_channel_dense=per_channel_dense)
+        except tflite_tools.ConversionError as e:
+            raise ExportError(f"QAT model: {e}") from None
+        info, in_q, out_q = verify_int8(qat_bytes, x_cal, micro_ops, per_channel_dense, "QAT int8 model")
+        qat_pred = _int8_scores(qat_bytes, x_eval, in_q, out_q).argmax(-1)
+        qat_report = {
+            "epochs": qat_epochs,
+            "lr": float(qat_lr or qat_lib.DEFAULT_LR),
+            "optimizer": "adam",
+            "history": history,
+            "fake_quant_accuracy_before": _accuracy(qat_init_pred, y_eval),
+            "fake_quant_accuracy_after": _accuracy(qat_fq_pred, y_eval),
+            "float_accuracy": _accuracy(qat_float_pred, y_eval),
+            "int8_accuracy": _accuracy(qat_pred, y_eval),
+            "agreement_with_own_float": float(np.mean(qat_pred == qat_float_pred)),
+            "agreement_with_trained_float": float(np.mean(qat_pred == float_pred)),
+            "int8_bytes": len(qat_bytes),
+        }
+        log(f"      QAT float {100 * qat_report['float_accuracy']:.2f}%, QAT int8 {100 * qat_report['int8_accuracy']:.2f}% "
+            f"(PTQ int8 {100 * ptq_stats['int8_accuracy']:.2f}%)")
+        chosen, chosen_bytes = "qat", qat_bytes
+        # Fidelity of the conversion: QAT int8 vs the float weights it was converted from;
+        # accuracy: QAT int8 vs the trained float model.
+        gate = _gate_thresholds("QAT int8 model", qat_float_pred, qat_pred, y_eval, min_agreement, np.inf)
+        drop = 100.0 * (_accuracy(float_pred, y_eval) - qat_report["int8_accuracy"])
+        if drop > max_accuracy_drop:
+            raise ExportError(f"QAT int8 model: accuracy {100 * qat_report['int8_accuracy']:.2f}% is {drop:.2f} points "
+                              f"below float {100 * _accuracy(float_pred, y_eval):.2f}% "
+                              f"(--max_accuracy_drop={max_accuracy_drop:g})")
+        gate["accuracy_drop_points"] = drop
+    else:
+        gate = _gate_thresholds("PTQ int8 model", float_pred, ptq_pred, y_eval, min_agreement, max_accuracy_drop)
+
+    # TFLM arena and timing
+    step(steps - 1, "TFLM arena (binary search) and host invoke time")
+    try:
+        arena_min = tflm.min_arena_bytes(chosen_bytes)
+        arena_device = tflm.device_arena_bytes(arena_min)
+        invoke_ms = tflm.invoke_time_ms(chosen_bytes, arena_size=arena_min, repeats=timing_repeats,
+                                        x=features.quantize_np(x_cal[:1], *in_q))
+    except tflm.TflmError as e:
+        raise ExportError(str(e)) from None
+    log(f"      int8 {len(chosen_bytes):,} B, float {len(float_bytes):,} B, arena {arena_min:,} B on this host "
+        f"(kArenaBytes {arena_device:,}), invoke median {invoke_ms:.3f} ms")
+
+    # C++ and files
+    step(steps, f"writing {out}")
+    from kws_tf import codegen
+
+    ops = tuple(tflite_tools.used_micro_ops(info, micro_ops))
+    model_name = f"{trained.model_dir.resolve().name} ({net.name}, {chosen.upper()} int8)"
+    settings_h = codegen.render_frontend_header(
+        norm, input_scale=in_q[0], input_zero_point=in_q[1], labels=labels.LABELS, ops=ops,
+        arena_bytes=arena_device, model_name=model_name, output_scale=out_q[0], output_zero_point=out_q[1],
+        output_is_logits=True)
+    data_h, data_cc = codegen.render_model_data(chosen_bytes, name="g_model")
+    files = {
+        "model_int8.tflite": chosen_bytes,
+        "model_float.tflite": float_bytes,
+        "model_data.h": data_h.encode(),
+        "model_data.cc": data_cc.encode(),
+        "kws_settings.h": settings_h.encode(),
+        "normalization.json": (json.dumps(norm.to_dict(), indent=2, sort_keys=True) + "\n").encode(),
+    }
+    report = {
+        "model": net.name,
+        "model_dir": str(trained.model_dir.resolve()),
+        "weights": trained.weights_file.name,
+        "exported": chosen,
+        "params": model_lib.count_params(net),
+        "macs": model_lib.count_macs(net),
+        "int8_bytes": len(chosen_bytes),
+        "ptq_int8_bytes": len(ptq_bytes),
+        "float_bytes": len(float_bytes),
+        "ops": info.ops,
+        "op_set": info.op_set,
+        "registered_ops": list(ops),
+        "num_tensors": len(info.tensors),
+        "input": {"shape": list(info.input.shape), "scale": in_q[0], "zero_point": in_q[1]},
+        "output": {"shape": list(info.output.shape), "scale": out_q[0], "zero_point": out_q[1], "is_logits": True},
+        "window_frames": features.NUM_FRAMES,
+        "arena_bytes_min_host": arena_min,
+        "arena_bytes_settings": arena_device,
+        "tflm_invoke_ms_median_host": invoke_ms,
+        "timing_repeats": timing_repeats,
+        "calibration": {"clips": len(x_cal), "split": "train", "seed": int(run_config.get("seed", 0)),
+                        "tflm_equals_reference_kernels": True},
+        "eval": {
+            "split": eval_split,
+            "clips": int(len(y_eval)),
+            "data_source": dataset.source,
+            "float_accuracy": _accuracy(float_pred, y_eval),
+            "ptq_int8_accuracy": ptq_stats["int8_accuracy"],
+            "ptq_agreement": ptq_stats["agreement"],
+            "qat_int8_accuracy": qat_report["int8_accuracy"] if qat_report else None,
+            "qat_float_accuracy": qat_report["float_accuracy"] if qat_report else None,
+            "qat_agreement": qat_report["agreement_with_own_float"] if qat_report else None,
+            "exported_agreement": gate["agreement"],
+            "exported_accuracy_drop_points": gate["accuracy_drop_points"],
+        },
+        "thresholds": {"min_agreement": min_agreement, "max_accuracy_drop_points": max_accuracy_drop},
+        "qat": qat_report,
+        "float_checks": {"deploy_vs_trained_max_abs": deploy_diff, "float_tflite_vs_keras_max_abs": float_tfl_diff},
+        "per_channel_dense": per_channel_dense,
+        "labels": list(labels.LABELS),
+        "normalization": norm.to_dict(),
+        "sha256": {name: _sha256(blob) for name, blob in files.items()},
+        "versions": _versions(),
+        "export_seconds": None,
+    }
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        tmp.mkdir(parents=True)
+        for name, blob in files.items():
+            (tmp / name).write_bytes(blob)
+        report["export_seconds"] = time.perf_counter() - t_start
+        (tmp / "export_report.json").write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
+        _check_out_dir(out, overwrite)  # another process may have created it meanwhile
+        _publish(tmp, out)
+    except OSError as e:
+        raise ExportError(f"cannot write {out}: {e.strerror or e}") from None
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    log(f"done: {out} ({chosen.upper()} int8, agreement {100 * gate['agreement']:.2f}%, "
+        f"{report['export_seconds']:.1f} s)")
+    return report
+
+
+def _versions() -> dict:
+    out = {}
+    for mod in ("tensorflow", "tf_keras", "tflite_micro", "ai_edge_litert", "tensorflow_model_optimization"):
+        try:
+            from importlib import metadata
+
+            out[mod] = metadata.version(mod.replace("_", "-") if mod != "tflite_micro" else "tflite-micro")
+        except Exception:
+            out[mod] = None
+    return out
+
+
+# --------------------------------------------------------------------------- consumers
+
+@dataclasses.dataclass
+class Exported:
+    """An export folder: the int8 model and what the device needs to feed it."""
+
+    folder: pathlib.Path
+    model_bytes: bytes
+    normalization: features.Normalization
+    input_scale: float
+    input_zero_point: int
+    output_scale: float
+    output_zero_point: int
+    labels: tuple
+    report: dict | None
+
+    def prepare(self, pcm: np.ndarray) -> np.ndarray:
+        """int16 clip(s) `[samples]` or `[N, samples]` -> int8 model input `[N, 1, T, 32]` (device front-end)."""
+        pcm = np.asarray(pcm)
+        if pcm.ndim == 1:
+            pcm = pcm[None]
+        return features.quantize_np(device_features(pcm, self.normalization), self.input_scale,
+                                    self.input_zero_point)
+
+    def run_tflm(self, x_int8: np.ndarray) -> np.ndarray:
+        """Raw int8 outputs `[N, classes]` from the TFLM interpreter."""
+        from kws_tf import tflm
+
+        return tflm.TflmRunner(self.model_bytes).run(x_int8).reshape(len(x_int8), -1)
+
+    def scores(self, x_int8: np.ndarray) -> np.ndarray:
+        return features.dequantize_np(self.run_tflm(x_int8), self.output_scale, self.output_zero_point)
+
+
+def load_export(folder) -> Exported:
+    """Read an export folder written by `export_model`."""
+    from kws_tf import tflite_tools
+
+    folder = pathlib.Path(folder)
+    path = folder / "model_int8.tflite"
+    if not path.is_file():
+        raise ExportError(f"{folder} holds no model_int8.tflite")
+    model_bytes = path.read_bytes()
+    try:
+        info = tflite_tools.inspect_model(model_bytes)
+        in_q, out_q = tflite_tools.quant_params(info.input), tflite_tools.quant_params(info.output)
+    except tflite_tools.ConversionError as e:
+        raise ExportError(f"{path}: {e}") from None
+    norm_path = folder / "normalization.json"
+    if not norm_path.is_file():
+        raise ExportError(f"{folder} holds no normalization.json")
+    try:
+        norm = features.Normalization.from_dict(_read_json(norm_path, "normalisation"))
+    except (KeyError, TypeError, ValueError) as e:
+        raise ExportError(f"normalisation {norm_path} is invalid ({e})") from None
+    report_path = folder / "export_report.json"
+    report = _read_json(report_path, "export report") if report_path.is_file() else None
+    label_list = tuple(report["labels"]) if report and isinstance(report.get("labels"), list) else labels.LABELS
+    return Exported(folder, model_bytes, norm, in_q[0], in_q[1], out_q[0], out_q[1], label_list, report)
+
+
+def run_tflm(model_bytes: bytes, x_int8: np.ndarray) -> np.ndarray:
+    """TFLM outputs for int8 inputs `[N, *input_shape[1:]]` (re-exported from kws_tf.tflm)."""
+    from kws_tf import tflm
+
+    return tflm.run_tflm(model_bytes, x_int8)
+
+
+# --------------------------------------------------------------------------- CLI
+
+def define_flags():
+    from absl import flags
+
+    flags.DEFINE_bool("int8", True, "Export the fully int8 model (the only export there is).")
+    flags.DEFINE_string("model_dir", None, "A finished kws_tf.train model_dir.")
+    flags.DEFINE_string("out", None, "Output folder (default: export/<model_dir basename>).")
+    flags.DEFINE_string("data_dir", None, "Override the run's data folder (if it moved).")
+    flags.DEFINE_integer("qat_epochs", 0, "Quantisation-aware fine-tuning epochs (0: post-training quantisation).")
+    flags.DEFINE_float("qat_lr", None, "QAT learning rate (Adam; default 1e-4).")
+    flags.DEFINE_integer("qat_batch_size", None, "QAT batch size (default: the run's).")
+    flags.DEFINE_integer("calibration_samples", DEFAULT_CALIBRATION_SAMPLES, "Training clips used for calibration.")
+    flags.DEFINE_enum("eval_split", "validation", list(EVAL_SPLITS), "Split for the accuracy/agreement checks.")
+    flags.DEFINE_float("min_agreement", DEFAULT_MIN_AGREEMENT, "Minimum int8/float top-1 agreement (fraction).")
+    flags.DEFINE_float("max_accuracy_drop", DEFAULT_MAX_ACCURACY_DROP, "Maximum int8 accuracy loss (points).")
+    flags.DEFINE_bool("per_channel_dense", True, "Per-channel weights for FULLY_CONNECTED too (if any).")
+    flags.DEFINE_integer("timing_repeats", 50, "TFLM invokes timed for the median.")
+    flags.DEFINE_bool("overwrite", False, "Replace an existing output folder.")
+
+
+def main(argv):
+    from absl import flags, logging
+
+    FLAGS = flags.FLAGS
+    if len(argv) > 1:
+        sys.exit(f"error: unexpected arguments {argv[1:]}")
+    if not FLAGS.model_dir:
+        sys.exit("error: --model_dir is required")
+    logging.set_verbosity(logging.ERROR)
+    from kws_tf import tflite_tools, tflm
+
+    with tflite_tools.quiet_fds():  # TF's C++ start-up chatter (CUDA probing, oneDNN notes)
+        import tensorflow as tf
+        import tf_keras  # noqa: F401
+
+        tf.config.list_logical_devices()
+
+    try:
+        export_model(FLAGS.model_dir, FLAGS.out, data_dir=FLAGS.data_dir, int8=FLAGS.int8,
+                     qat_epochs=FLAGS.qat_epochs, calibration_samples=FLAGS.calibration_samples,
+                     overwrite=FLAGS.overwrite, eval_split=FLAGS.eval_split, min_agreement=FLAGS.min_agreement,
+                     max_accuracy_drop=FLAGS.max_accuracy_drop, qat_lr=FLAGS.qat_lr,
+                     qat_batch_size=FLAGS.qat_batch_size, per_channel_dense=FLAGS.per_channel_dense,
+                     timing_repeats=FLAGS.timing_repeats, log=lambda m: print(m, flush=True))
+    except (ExportError, tflite_tools.ConversionError, tflm.TflmError) as e:
+        sys.exit(f"error: {e}")
+    except KeyboardInterrupt:
+        sys.exit("interrupted: nothing was written")
+
+
+if __name__ == "__main__":
+    from absl import app
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    define_flags()
+    app.run(main)
