@@ -147,6 +147,14 @@ class Predictor:
     model_dir: str | None = None  # the training run, when known (its data source)
 
     @property
+    def frontend(self) -> str:
+        """Keras sees the training front-end; flatbuffers the device's (NumPy reference)."""
+        return "tf" if self.runtime == "keras" else "device"
+
+    def features(self, audio_set) -> np.ndarray:
+        return normalized_features(audio_set, self.normalization, self.frontend)
+
+    @property
     def tag(self) -> str:
         return f"tflite_{self.precision}" if self.runtime == "tflite" else self.runtime
 
@@ -330,8 +338,16 @@ def load_eval_data(data_dir: str | None = None, split: str | None = None, model_
     return EvalData(clips, ds.noise, ds.source, split)
 
 
-def normalized_features(audio_set, normalization: features.Normalization) -> np.ndarray:
-    """`[N, 1, T, 32]` standardised MFCC of int16 clips (the model input before int8 quantisation)."""
+def normalized_features(audio_set, normalization: features.Normalization, frontend: str = "tf") -> np.ndarray:
+    """`[N, 1, T, 32]` standardised MFCC of int16 clips (the model input before int8 quantisation).
+
+    `frontend="tf"`: the batched TF graph training uses (`data.clean_features`);
+    `"device"`: the NumPy reference the device reproduces (`export.device_features`).
+    """
+    if frontend == "device":
+        from kws_tf import export
+
+        return export.device_features(audio_set.audio, normalization)
     from kws_tf import data
 
     return data.clean_features(audio_set, normalization)
@@ -341,7 +357,7 @@ def normalized_features(audio_set, normalization: features.Normalization) -> np.
 
 def evaluate_clips(predictor: Predictor, audio_set) -> dict:
     """metrics.summarize of the predictions, plus the predictions themselves."""
-    x = normalized_features(audio_set, predictor.normalization)
+    x = predictor.features(audio_set)
     pred = predictor.predict(x)
     summary = metrics.summarize(audio_set.labels, pred)
     summary["predictions"] = [int(p) for p in pred]
@@ -350,7 +366,7 @@ def evaluate_clips(predictor: Predictor, audio_set) -> dict:
 
 def _describe(predictor: Predictor) -> dict:
     d = {"runtime": predictor.runtime, "precision": predictor.precision, "model": predictor.model_path,
-         "normalization_source": predictor.normalization_source}
+         "normalization_source": predictor.normalization_source, "frontend": predictor.frontend}
     if predictor.runtime == "tflite":
         d["kernels"] = "reference" if predictor.reference_kernels else "optimized"
     if predictor.input_quant is not None:
@@ -451,7 +467,7 @@ def gate_analysis(predictor: Predictor, audio_set, n: int, out_dir, log=print) -
         raise EvalError("gate pictures need the keras runtime (the flatbuffer does not expose the gate mask); "
                         "pass the model_dir with --runtime=keras")
     out_dir = pathlib.Path(out_dir)
-    x = normalized_features(audio_set, predictor.normalization)
+    x = predictor.features(audio_set)
     try:
         gate_net = model_lib.gate_model(predictor.keras_model)
     except ValueError:
@@ -573,7 +589,7 @@ def classify_wavs(predictor: Predictor, paths, log=print) -> list[dict]:
         if notes:
             log(f"warning: {p}: {', '.join(notes)}")
         clip = data.AudioSet(features.fix_length(pcm)[None].astype(np.int16), np.zeros((1,), np.int32), [str(p)])
-        s = predictor.scores(normalized_features(clip, predictor.normalization))[0]
+        s = predictor.scores(predictor.features(clip))[0]
         top = int(np.argmax(s))
         rows.append({"path": str(p), "label": labels.LABELS[top], "scores": [float(v) for v in s], "notes": notes})
     return rows
