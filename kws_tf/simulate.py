@@ -19,9 +19,9 @@ retyped. Timestamps are audio time since the start of the file, as on the board.
 Constants come from the export folder next to the model:
 - int8 input/output quantisation: from the flatbuffer, as the TFLM interpreter reports it;
   whether the output is logits: the op writing the output is not SOFTMAX;
-- per-coefficient normalisation: `export_report.json` (any `{"mean": [...32], "std":
-  [...32]}` object in it, preferably under a key containing "normalization"), else
-  `normalization.json` in the same folder;
+- per-coefficient normalisation: `normalization.json` (the exporter's copy of the
+  training statistics), else any `{"mean": [...32], "std": [...32]}` object in
+  `export_report.json`;
 - labels: `export_report.json["labels"]` if present, else `kws_tf.labels.LABELS`.
 
 Python API:
@@ -105,13 +105,13 @@ def _read_json(path: pathlib.Path) -> dict:
 
 def _normalization_from_folder(folder: pathlib.Path, report: dict | None) -> tuple[features.Normalization, str]:
     candidates = []
+    norm_path = folder / "normalization.json"
+    if norm_path.exists():
+        candidates.append((str(norm_path), _read_json(norm_path)))
     if report is not None:
         found = _find_mean_std(report)
         found.sort(key=lambda pd: (0 if "normali" in pd[0].lower() else 1, len(pd[0])))
         candidates += [(f"{folder / 'export_report.json'}:{p or '/'}", d) for p, d in found]
-    norm_path = folder / "normalization.json"
-    if norm_path.exists():
-        candidates.append((str(norm_path), _read_json(norm_path)))
     if not candidates:
         raise SimulateError(f"no normalisation next to the model: expected {folder / 'export_report.json'} "
                             f"(with mean/std) or {norm_path}")
