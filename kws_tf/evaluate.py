@@ -216,8 +216,11 @@ def _resolve_model_path(model, runtime: str | None) -> tuple[pathlib.Path, str]:
         if runtime in (None, "keras"):
             if keras_file.is_file():
                 return keras_file, "keras"
+            if (path / "best.weights.h5").is_file() and (path / "run_config.json").is_file():
+                return path, "keras"  # a run still training (or interrupted): its best weights so far
             if runtime == "keras" or not int8_file.is_file():
-                raise EvalError(f"{model} holds no model.keras (train writes it at the end of a run)")
+                raise EvalError(f"{model} holds no model.keras (train writes it at the end of a run) "
+                                "nor best.weights.h5 + run_config.json")
         if int8_file.is_file():
             return int8_file, runtime or "tflite"
         raise EvalError(f"{model} holds no model_int8.tflite; pass the .tflite file itself")
@@ -240,6 +243,16 @@ def load_predictor(model, runtime: str | None = None, normalization: str | None 
     path, runtime = _resolve_model_path(model, runtime)
     norm, norm_src = find_normalization(path, normalization)
     folder = path.parent
+    if runtime == "keras" and path.is_dir():
+        from kws_tf import export
+
+        try:
+            net = export.load_trained(path).net
+        except export.ExportError as e:
+            raise EvalError(str(e)) from None
+        _check_output(int(net.output_shape[-1]), path)
+        return Predictor("keras", "float", str(path / "best.weights.h5"), norm, norm_src,
+                         _check_input_shape(net.input_shape[1:], path), keras_model=net, model_dir=str(path))
     if runtime == "keras":
         import tf_keras as keras
 
@@ -291,6 +304,7 @@ class EvalData:
     noise: list
     source: str
     split: str
+    noise_source: str = ""
 
 
 def load_eval_data(data_dir: str | None = None, split: str | None = None, model_dir: str | None = None,
@@ -335,7 +349,10 @@ def load_eval_data(data_dir: str | None = None, split: str | None = None, model_
     if max_clips and len(clips) > max_clips:
         idx = np.sort(np.random.default_rng(0).permutation(len(clips))[:max_clips])
         clips = clips.subset(idx)
-    return EvalData(clips, ds.noise, ds.source, split)
+    eff_noise = noise_dir or (src or {}).get("noise_dir")
+    noise_source = eff_noise or ("_background_noise_ of the data" if src and src.get("kind") == "folder"
+                                 else "_silence_ clips of tfds train")
+    return EvalData(clips, ds.noise, ds.source, split, noise_source)
 
 
 def normalized_features(audio_set, normalization: features.Normalization, frontend: str = "tf") -> np.ndarray:
@@ -549,7 +566,7 @@ def run_evaluation(model, runtime: str | None = None, data_dir: str | None = Non
         rows = snr_sweep(predictor, ed.clips, noise, levels, seed, log=lambda m: None)
         print_fn = log
         print_fn(format_snr_table(rows))
-        snr_result = {**head, "seed": seed, "noise_dir": noise_dir or "_background_noise_ of the data", "levels": rows}
+        snr_result = {**head, "seed": seed, "noise": ed.noise_source, "levels": rows}
         atomic_write_json(out_dir / f"snr_{tag}.json", snr_result)
         from kws_tf import plots
 

@@ -59,6 +59,14 @@ def test_default_data_is_the_models_own_source(trained_model_dir, tmp_path):
     res = evaluate.run_evaluation(str(trained_model_dir), out=str(tmp_path), log=_quiet)
     assert res["eval"]["split"] == "test" and res["eval"]["data_source"].startswith("folder:")
     assert res["eval"]["clips"] > 0
+    # A run without model.keras yet (still training): its best weights + run_config.
+    import shutil
+
+    partial = tmp_path / "partial"
+    shutil.copytree(trained_model_dir, partial, ignore=shutil.ignore_patterns("model.keras", "tensorboard", "checkpoints"))
+    res2 = evaluate.run_evaluation(str(partial), out=str(tmp_path / "p"), log=_quiet)
+    assert res2["eval"]["model"].endswith("best.weights.h5")
+    assert res2["eval"]["predictions"] == res["eval"]["predictions"]
 
 
 def test_runtimes_agree(trained_model_dir, exported, clips, tmp_path):
@@ -121,6 +129,7 @@ def test_snr_sweep_lowers_accuracy(trained_model_dir, synth_folder, tmp_path):
     assert rows[0]["accuracy"] == res["eval"]["accuracy"] > 0.8
     assert rows[2]["accuracy"] < rows[0]["accuracy"] - 0.1
     saved = json.loads((tmp_path / "out" / "snr_keras.json").read_text())
+    assert saved["noise"] == str(noise_dir)
     assert [r["accuracy"] for r in saved["levels"]] == [r["accuracy"] for r in rows]
     assert (tmp_path / "out" / "snr_keras.png").stat().st_size > 10_000
 
