@@ -335,4 +335,5 @@ def test_twin_detects_real_keywords(real_data, tmp_path_factory):
     # Measured 9/16 hits and no false alarm on this stream; leave room for training noise.
     assert res["hits"] >= 4, res["matches"]
     assert res["false_alarms"] <= 3, res["matches"]
-    assert -0.1 <= res["delay_from_end_s"]["min"] and res["delay_from_end_s"]["max"] <= 1.0
+    # Hits lie in [onset - 0.1 s, end + 1 s] by definition; typically just after the word ends.
+    assert 0.0 <= res["delay_from_end_s"]["median"] <= 0.8
