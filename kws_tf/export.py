@@ -351,15 +351,16 @@ def export_model(
         step(5, f"quantisation-aware fine-tuning ({qat_epochs} epoch(s))")
         from kws_tf import qat as qat_lib
 
-        qmodel = qat_lib.quantize_model(deploy)
-        qat_lib.init_ranges(qmodel, deploy, x_cal)
-        qat_init_pred = _predict_keras(qmodel, x_eval).argmax(-1)
-        history = qat_lib.fine_tune(qmodel, dataset, norm, run_config, qat_epochs, lr=qat_lr,
-                                    batch_size=qat_batch_size, log=lambda m: log(f"    {m}"))
-        qat_fq_pred = _predict_keras(qmodel, x_eval).argmax(-1)
-        deploy_qat = tflite_tools.deploy_model(net)
-        qat_lib.copy_back(qmodel, deploy_qat)
-        qat_float_pred = _predict_keras(deploy_qat, x_eval).argmax(-1)
+        with tflm.quiet_stderr():  # tf.data notes ("NodeDef mentions attribute ...") on fd 2
+            qmodel = qat_lib.quantize_model(deploy)
+            qat_lib.init_ranges(qmodel, deploy, x_cal)
+            qat_init_pred = _predict_keras(qmodel, x_eval).argmax(-1)
+            history = qat_lib.fine_tune(qmodel, dataset, norm, run_config, qat_epochs, lr=qat_lr,
+                                        batch_size=qat_batch_size, log=lambda m: log(f"    {m}"))
+            qat_fq_pred = _predict_keras(qmodel, x_eval).argmax(-1)
+            deploy_qat = tflite_tools.deploy_model(net)
+            qat_lib.copy_back(qmodel, deploy_qat)
+            qat_float_pred = _predict_keras(deploy_qat, x_eval).argmax(-1)
         try:
             qat_bytes = tflite_tools.convert_int8(deploy_qat, x_cal, per_channel_dense=per_channel_dense)
         except tflite_tools.ConversionError as e:

@@ -141,8 +141,18 @@ def quantize_model(deploy):
     return qat
 
 
-def _copy_weights(deploy, qat, to_qat: bool = True):
-    """Weights deploy -> QAT wrappers' inner layers (or back, `to_qat=False`)."""
+def _short(var) -> str:
+    return var.name.split("/")[-1].split(":")[0]
+
+
+def _copy_weights(deploy, qat, to_qat: bool = True) -> int:
+    """Weights deploy -> the QAT wrappers' layer variables (or back, `to_qat=False`).
+
+    A QuantizeWrapper keeps its layer's variables in `wrapper.weights` (named
+    `<layer>/<var>`), while `wrapper.layer.kernel` becomes the fake-quantised tensor,
+    so variables are matched by layer and short name. Returns the number copied.
+    """
+    copied = 0
     for layer in deploy.layers:
         if not layer.weights:
             continue
@@ -151,11 +161,20 @@ def _copy_weights(deploy, qat, to_qat: bool = True):
         except ValueError:
             continue
         inner = getattr(wrapper, "layer", None)
-        if inner is not None and len(inner.weights) == len(layer.weights):
+        if inner is None:
+            continue
+        prefix = inner.name + "/"
+        mine = {_short(w): w for w in wrapper.weights if w.name.startswith(prefix)}
+        for w in layer.weights:
+            other = mine.get(_short(w))
+            if other is None or tuple(other.shape) != tuple(w.shape):
+                continue
             if to_qat:
-                inner.set_weights(layer.get_weights())
+                other.assign(w)
             else:
-                layer.set_weights(inner.get_weights())
+                w.assign(other)
+            copied += 1
+    return copied
 
 
 def copy_back(qat, deploy) -> None:
@@ -164,7 +183,10 @@ def copy_back(qat, deploy) -> None:
     The export converts that float model with the calibrated int8 converter: one
     conversion path for PTQ and QAT (see EXPORT_NOTES.md for why not tfmot's ranges).
     """
-    _copy_weights(deploy, qat, to_qat=False)
+    trainable = sum(1 for layer in deploy.layers for _ in layer.trainable_weights)
+    copied = _copy_weights(deploy, qat, to_qat=False)
+    if copied < trainable:
+        raise RuntimeError(f"QAT weights: copied {copied} variables back, the float graph has {trainable}")
 
 
 _RANGE_SUFFIXES = ("post_activation", "output", "quantize_layer")
@@ -250,8 +272,6 @@ def fine_tune(qat, dataset, normalization, run_config: dict, epochs: int, lr: fl
     )
     aug = augment.AugmentConfig.from_dict(run_config["augment"])
     steps = data.steps_per_epoch(len(dataset.train), batch_size)
-    train_ds = data.train_dataset(dataset.train, normalization, aug, dataset.noise, batch_size,
-                                  int(run_config.get("seed", 0)), 0, epochs)
     history = []
 
     class Log(keras.callbacks.Callback):
@@ -261,5 +281,14 @@ def fine_tune(qat, dataset, normalization, run_config: dict, epochs: int, lr: fl
             log(f"  QAT epoch {epoch + 1}/{epochs}: loss {logs.get('loss', float('nan')):.4f}, "
                 f"train accuracy {logs.get('accuracy', float('nan')):.4f}")
 
-    qat.fit(train_ds, epochs=epochs, steps_per_epoch=steps, verbose=0, callbacks=[Log()])
+    import gc
+
+    from kws_tf.tflm import quiet_stderr
+
+    with quiet_stderr():  # tf.data's "NodeDef mentions attribute ..." notes on fd 2
+        train_ds = data.train_dataset(dataset.train, normalization, aug, dataset.noise, batch_size,
+                                      int(run_config.get("seed", 0)), 0, epochs)
+        qat.fit(train_ds, epochs=epochs, steps_per_epoch=steps, verbose=0, callbacks=[Log()])
+        del train_ds
+        gc.collect()
     return history
