@@ -199,10 +199,10 @@ def _gate_thresholds(name: str, float_pred, int8_pred, y, min_agreement: float, 
     drop = 100.0 * (fa - ia)
     if agreement < min_agreement:
         raise ExportError(f"{name}: int8 top-1 agrees with float on {100 * agreement:.2f}% of {len(y)} evaluation "
-                          f"clips, below --min_agreement={100 * min_agreement:g}%")
+                          f"clips, below --min_agreement={min_agreement:g} (try --qat_epochs=10)")
     if drop > max_drop:
         raise ExportError(f"{name}: int8 accuracy {100 * ia:.2f}% is {drop:.2f} points below float "
-                          f"{100 * fa:.2f}% (--max_accuracy_drop={max_drop:g})")
+                          f"{100 * fa:.2f}% (--max_accuracy_drop={max_drop:g}; try --qat_epochs=10)")
     return {"agreement": agreement, "float_accuracy": fa, "int8_accuracy": ia, "accuracy_drop_points": drop}
 
 
