@@ -5,8 +5,11 @@ Three jobs:
 1. `deploy_model`: rewrite a trained SparkNet into the graph that is converted.
    It computes the same function in float, but every op lands on a TFLM int8 kernel
    whose output the TFLite reference kernels reproduce bit for bit:
-   - BatchNormalization is folded into the convolution before it (conv + bias), so
-     QAT trains the weights that are deployed and needs no BN-folding transforms;
+   - BatchNormalization is folded into the convolution before it (conv + bias), and a
+     ReLU that alone follows a convolution becomes its activation, so QAT
+     fake-quantises exactly the weights that are deployed (tfmot's default scheme
+     quantises the unfolded kernel, and leaves a conv's weights unquantised when a
+     ReLU layer follows it: its Conv+ReLU transform gives the conv a no-op config);
    - the gate `clip(mu + 0.5, 0, 1)` is written `min(relu(mu + 0.5), 1)`: the
      converter fuses the ReLU into the ADD (an output clamp) and MINIMUM keeps its
      input's quantisation. The training form lowers to ADD, MINIMUM, RELU where the
@@ -15,12 +18,16 @@ Three jobs:
    - the time average `GlobalAveragePooling2D` (MEAN, whose int8 form in TFLM wants
      equal input/output quantisation and the converter does not give it) becomes
      AVERAGE_POOL_2D over the whole time axis, which the converter quantises with the
-     same scale on both sides, followed by a reshape the converter folds into
-     FULLY_CONNECTED.
-2. `convert_int8` / `convert_float` / `convert_qat`: deterministic conversion with
-   int8 input and output (no QUANTIZE/DEQUANTIZE ops), per-channel weights.
+     same scale on both sides;
+   - the Dense classifier on that average becomes a 1x1 CONV_2D + RESHAPE: TFLM's int8
+     FULLY_CONNECTED rounds some outputs one step away from the TFLite reference
+     kernel (per-tensor and per-channel alike), its CONV_2D matches bit for bit.
+2. `convert_int8` / `convert_float`: deterministic conversion with int8 input and
+   output (no QUANTIZE/DEQUANTIZE ops), per-channel weights, batch 1. QAT-fine-tuned
+   weights go through `convert_int8` too (see `kws_tf.qat`).
 3. `inspect_model` and the checks: op list, tensor types, quantisation parameters,
-   read from the flatbuffer itself (`tensorflow.lite.python.schema_py_generated`).
+   read from the flatbuffer itself (`tensorflow.lite.python.schema_py_generated`);
+   `run_tflite` runs the TFLite interpreter (reference kernels by default).
 
 `MICRO_OPS` is THE list of ops the device's `MicroMutableOpResolver` can register;
 an exported model may use only these, and the settings header lists the ones it uses.
@@ -326,13 +333,6 @@ def convert_int8(model, representative: np.ndarray, per_channel_dense: bool = Tr
             yield [x[None]]
 
     conv.representative_dataset = gen
-    return _convert(conv)
-
-
-def convert_qat(qat_model, per_channel_dense: bool = True) -> bytes:
-    """Fully int8 flatbuffer of a tfmot quantisation-aware model (ranges from its fake-quant nodes)."""
-    conv = _converter(qat_model)
-    _int8_settings(conv, per_channel_dense)
     return _convert(conv)
 
 
