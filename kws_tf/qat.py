@@ -189,9 +189,6 @@ def copy_back(qat, deploy) -> None:
         raise RuntimeError(f"QAT weights: copied {copied} variables back, the float graph has {trainable}")
 
 
-_RANGE_SUFFIXES = ("post_activation", "output", "quantize_layer")
-
-
 def init_ranges(qat, deploy, x_calibration: np.ndarray, batch_size: int = 64) -> int:
     """Set every activation fake-quant range to the min/max the float `deploy` model
     gives on `x_calibration` (as the PTQ converter would), always including 0.
@@ -215,25 +212,29 @@ def init_ranges(qat, deploy, x_calibration: np.ndarray, batch_size: int = 64) ->
     for layer in qat.layers:
         # Weight quantizers (last value) take their ranges from the weights when run in
         # training mode; run each once so inference before any training step is right.
+        weight_range_vars = set()
         for weight, quantizer, quantizer_vars in getattr(layer, "_weight_vars", []):
             quantizer(weight, True, quantizer_vars)
+            weight_range_vars.update(id(v) for v in quantizer_vars.values())
             count += 1
-        if layer.name == "quantize_layer":
+        if type(layer).__name__ == "QuantizeLayer":  # named quantize_layer_<n> after the first model
             rng = (xin_lo, xin_hi)
         elif layer.name.startswith("quant_") and layer.name[len("quant_"):] in lo:
             n = layer.name[len("quant_"):]
             rng = (lo[n], hi[n])
         else:
             continue
+        # The remaining *_min / *_max variables are activation / output ranges.
         for w in layer.weights:
-            base = w.name.split("/")[-1].split(":")[0]
-            for suffix in _RANGE_SUFFIXES:
-                if base == f"{suffix}_min":
-                    w.assign(min(0.0, rng[0]))
-                    count += 1
-                elif base == f"{suffix}_max":
-                    w.assign(max(0.0, rng[1]))
-                    count += 1
+            if id(w) in weight_range_vars:
+                continue
+            base = _short(w)
+            if base.endswith("_min"):
+                w.assign(min(0.0, rng[0]))
+                count += 1
+            elif base.endswith("_max"):
+                w.assign(max(0.0, rng[1]))
+                count += 1
     return count
 
 
