@@ -117,8 +117,10 @@ def render_table(rows: list, timing: dict, anchors: dict) -> str:
             t = timing[f"{row['name']} {kind.upper()}"]
             qat_acc = ev["qat_int8_accuracy"]
             agree = f"{_pct(ev['ptq_agreement'])} / {_pct(ev['qat_agreement'])}"
-            gates = ("pass" if _gates_ok(ev, "ptq_agreement", "ptq_int8_accuracy") else "FAIL") + " / " + (
-                "–" if qat_acc is None else ("pass" if _gates_ok(ev, "qat_agreement", "qat_int8_accuracy") else "FAIL"))
+            ptq_gate = "pass" if _gates_ok(ev, "ptq_agreement", "ptq_int8_accuracy") else "FAIL"
+            qat_gate = "–" if qat_acc is None else (
+                "pass" if _gates_ok(ev, "qat_agreement", "qat_int8_accuracy") else "FAIL")
+            gates = f"{ptq_gate} / {qat_gate}"
             cells = [f"{row['name']} ({kind.upper()})", f"{rep['params']:,}", f"{rep['macs']:,}", f"{t['bytes']:,}",
                      f"{t['arena_bytes']:,}", f"{t['invoke_ms_median']:.3f}", _pct(ev["float_accuracy"]),
                      _pct(ev["ptq_int8_accuracy"]), _pct(qat_acc), agree, gates] + ratios(t)
@@ -166,7 +168,8 @@ def main(argv=None):
     for row in rows:
         for kind in ("ptq", "qat"):
             if kind in row:
-                models[f"{row['name']} {kind.upper()}"] = (pathlib.Path(row[kind]["folder"]) / "model_int8.tflite").read_bytes()
+                path = pathlib.Path(row[kind]["folder"]) / "model_int8.tflite"
+                models[f"{row['name']} {kind.upper()}"] = path.read_bytes()
     anchors = {}
     for name, file in ANCHORS.items():
         path = pathlib.Path(args.anchors) / file

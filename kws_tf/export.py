@@ -300,7 +300,8 @@ def export_model(
             source = {"kind": "folder", "validation_percent": 10.0, "test_percent": 10.0, "max_per_class": None,
                       "noise_dir": None}
         source["path"] = str(data_dir)
-    step(2, f"loading the run's data ({source.get('kind')}: {source.get('path', source.get('tfds_data_dir') or 'tfds')})")
+    where = source.get("path", source.get("tfds_data_dir") or "tfds")
+    step(2, f"loading the run's data ({source.get('kind')}: {where})")
     try:
         dataset = _load_data({**run_config, "data": source}, lambda m: log(f"      {m}"))
     except data_lib.DataError as e:
@@ -343,7 +344,8 @@ def export_model(
     info, in_q, out_q = verify_int8(ptq_bytes, x_cal, micro_ops, per_channel_dense, "PTQ int8 model")
     ptq_pred = _int8_scores(ptq_bytes, x_eval, in_q, out_q).argmax(-1)
     ptq_stats = {"agreement": float(np.mean(ptq_pred == float_pred)), "int8_accuracy": _accuracy(ptq_pred, y_eval)}
-    log(f"      float accuracy {100 * _accuracy(float_pred, y_eval):.2f}%, PTQ int8 {100 * ptq_stats['int8_accuracy']:.2f}%, "
+    log(f"      float accuracy {100 * _accuracy(float_pred, y_eval):.2f}%, "
+        f"PTQ int8 {100 * ptq_stats['int8_accuracy']:.2f}%, "
         f"top-1 agreement {100 * ptq_stats['agreement']:.2f}% ({len(y_eval)} {eval_split} clips)")
 
     chosen, chosen_bytes, qat_report = "ptq", ptq_bytes, None
@@ -380,7 +382,8 @@ def export_model(
             "agreement_with_trained_float": float(np.mean(qat_pred == float_pred)),
             "int8_bytes": len(qat_bytes),
         }
-        log(f"      QAT float {100 * qat_report['float_accuracy']:.2f}%, QAT int8 {100 * qat_report['int8_accuracy']:.2f}% "
+        log(f"      QAT float {100 * qat_report['float_accuracy']:.2f}%, "
+            f"QAT int8 {100 * qat_report['int8_accuracy']:.2f}% "
             f"(PTQ int8 {100 * ptq_stats['int8_accuracy']:.2f}%)")
         chosen, chosen_bytes = "qat", qat_bytes
         # Fidelity of the conversion: QAT int8 vs the float weights it was converted from;

@@ -412,7 +412,8 @@ def inspect_model(model_bytes: bytes) -> ModelInfo:
         scales = tuple(float(s) for s in (q.scale if q is not None and q.scale is not None else ()))
         zps = tuple(int(z) for z in (q.zeroPoint if q is not None and q.zeroPoint is not None else ()))
         buf = model.buffers[t.buffer] if 0 < t.buffer < len(model.buffers) else None
-        constant = buf is not None and ((buf.data is not None and len(buf.data) > 0) or int(getattr(buf, "size", 0) or 0) > 0)
+        has_data = buf is not None and buf.data is not None and len(buf.data) > 0
+        constant = has_data or (buf is not None and int(getattr(buf, "size", 0) or 0) > 0)
         tensors.append(TensorInfo(
             index=i, name=t.name.decode() if isinstance(t.name, bytes) else str(t.name),
             dtype=type_names.get(int(t.type), str(t.type)),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import pathlib
 import shutil
@@ -187,7 +188,7 @@ def test_reexport_is_byte_identical(exported, trained_model_dir):
     for name, blob in before.items():
         assert (out / name).read_bytes() == blob, name
     assert not [p for p in out.parent.iterdir() if p.name.startswith(".")]  # no temp folders left
-    assert report["sha256"]["model_int8.tflite"] == __import__("hashlib").sha256(before["model_int8.tflite"]).hexdigest()
+    assert report["sha256"]["model_int8.tflite"] == hashlib.sha256(before["model_int8.tflite"]).hexdigest()
 
 
 # --------------------------------------------------------------------------- bad input
@@ -205,8 +206,8 @@ def test_bad_model_dirs_raise_one_line_errors(trained_model_dir, tmp_path):
 
     cases = {}
     cases["missing"] = (tmp_path / "nope", "does not exist")
-    cases["incomplete"] = (_copy_model_dir(trained_model_dir, tmp_path / "inc", skip=("best.weights.h5", "model.keras")),
-                           "incomplete: no best.weights.h5")
+    incomplete = _copy_model_dir(trained_model_dir, tmp_path / "inc", skip=("best.weights.h5", "model.keras"))
+    cases["incomplete"] = (incomplete, "incomplete: no best.weights.h5")
     corrupt = _copy_model_dir(trained_model_dir, tmp_path / "corrupt_w", skip=("model.keras",))
     (corrupt / "best.weights.h5").write_bytes(b"not an hdf5 file" * 10)
     cases["corrupt weights"] = (corrupt, "cannot load weights")
