@@ -149,7 +149,10 @@ def calibration_indices(n: int, count: int, seed: int = 0) -> np.ndarray:
 # --------------------------------------------------------------------------- checks
 
 def _predict_keras(net, x: np.ndarray) -> np.ndarray:
-    return np.asarray(net.predict(x, batch_size=256, verbose=0)).reshape(len(x), -1)
+    from kws_tf.tflm import quiet_stderr
+
+    with quiet_stderr():  # tf.data's "NodeDef mentions attribute ..." notes on fd 2
+        return np.asarray(net.predict(x, batch_size=256, verbose=0)).reshape(len(x), -1)
 
 
 def _accuracy(pred: np.ndarray, y: np.ndarray) -> float:
@@ -199,7 +202,8 @@ def _gate_thresholds(name: str, float_pred, int8_pred, y, min_agreement: float, 
     drop = 100.0 * (fa - ia)
     if agreement < min_agreement:
         raise ExportError(f"{name}: int8 top-1 agrees with float on {100 * agreement:.2f}% of {len(y)} evaluation "
-                          f"clips, below --min_agreement={min_agreement:g} (try --qat_epochs=10)")
+                          f"clips, below --min_agreement={min_agreement:g} "
+                          "(try --qat_epochs=10, or lower the threshold)")
     if drop > max_drop:
         raise ExportError(f"{name}: int8 accuracy {100 * ia:.2f}% is {drop:.2f} points below float "
                           f"{100 * fa:.2f}% (--max_accuracy_drop={max_drop:g}; try --qat_epochs=10)")
