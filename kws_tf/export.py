@@ -598,6 +598,8 @@ def define_flags():
     flags.DEFINE_bool("per_channel_dense", True, "Per-channel weights for FULLY_CONNECTED too (if any).")
     flags.DEFINE_integer("timing_repeats", 50, "TFLM invokes timed for the median.")
     flags.DEFINE_bool("overwrite", False, "Replace an existing output folder.")
+    flags.DEFINE_string("selftest_clips", None, "Folder with the micro_speech test clips (yes_1000ms.wav, ...): "
+                        "also write selftest_data.h/.cc for the board's `t` self-test.")
 
 
 def main(argv):
@@ -624,6 +626,15 @@ def main(argv):
                      max_accuracy_drop=FLAGS.max_accuracy_drop, qat_lr=FLAGS.qat_lr,
                      qat_batch_size=FLAGS.qat_batch_size, per_channel_dense=FLAGS.per_channel_dense,
                      timing_repeats=FLAGS.timing_repeats, log=lambda m: print(m, flush=True))
+        if FLAGS.selftest_clips:
+            from kws_tf import selftest_data, simulate
+
+            out = pathlib.Path(FLAGS.out) if FLAGS.out else pathlib.Path("export") / pathlib.Path(FLAGS.model_dir).resolve().name
+            print("self-test clips: labels from the host twin of the device loop ...", flush=True)
+            try:
+                selftest_data.add_to_export(out, FLAGS.selftest_clips, log=lambda m: print(m, flush=True))
+            except (FileNotFoundError, ValueError, simulate.SimulateError) as e:
+                sys.exit(f"error: self-test clips: {e}")
     except (ExportError, tflite_tools.ConversionError, tflm.TflmError) as e:
         sys.exit(f"error: {e}")
     except KeyboardInterrupt:

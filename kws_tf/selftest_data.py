@@ -197,3 +197,25 @@ def write_selftest_data(out_dir, clips, labels=labels_lib.LABELS) -> list[str]:
     for path, text in zip(paths, (header, source)):
         codegen.write_if_changed(path, text)
     return paths
+
+
+def add_to_export(export_dir, clips_dir, log=print) -> list[tuple[str, str]]:
+    """Write selftest_data.h/.cc into an export folder for the clips in `clips_dir`.
+
+    The expected label of each clip is what the host twin of the device loop (the C++
+    core + the exported int8 model in the real TFLM interpreter) reports for it, so the
+    board's self-test proves it reproduces the host, not that the model is right.
+    Returns [(clip name, expected label)].
+    """
+    from kws_tf import simulate
+
+    model = simulate.load_exported(os.path.join(os.fspath(export_dir), "model_int8.tflite"))
+    twin = simulate.DeviceTwin(model)
+    try:
+        clips = [(name, pcm, host_expected_label(twin.app, pcm)) for name, pcm in select_selftest_clips(clips_dir)]
+    finally:
+        twin.close()
+    write_selftest_data(export_dir, clips, model.labels)
+    for name, _, label in clips:
+        log(f"  self-test clip {name}: host expects {label or 'no keyword'}")
+    return [(name, label) for name, _, label in clips]
