@@ -294,3 +294,21 @@ def test_real_clips_float_int8_tflm_agree(exported, trained_model_dir, real_data
     # The fixture model is trained on synthetic tones, so real speech sits far from its
     # training data (near-ties are common); the int8 model must still mostly agree.
     assert np.mean(float_pred == int8_pred) >= 0.9
+
+
+def test_compaction_keeps_outputs_and_drops_what_the_device_ignores(exported):
+    from kws_tf import tflite_tools, tflm
+
+    out, _ = exported
+    path = out / "model_int8.tflite"
+    data = path.read_bytes()
+    assert tflite_tools.compact_flatbuffer(data) == data  # already compact: idempotent
+    m, _, type_names = _read_flatbuffer(path)
+    sg = m.subgraphs[0]
+    assert all(not t.name for t in sg.tensors)
+    assert not m.signatureDefs
+    int32 = [t for t in sg.tensors if type_names[t.type] == "INT32"]
+    assert int32 and all(t.quantization is None or t.quantization.scale is None or len(t.quantization.scale) <= 1
+                         for t in int32)  # biases carry no per-channel parameters
+    x = np.random.default_rng(0).integers(-128, 128, (20, 1, 101, 32)).astype(np.int8)
+    np.testing.assert_array_equal(tflm.run_tflm(data, x), tflite_tools.run_tflite(data, x))
