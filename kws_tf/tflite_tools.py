@@ -53,6 +53,7 @@ MICRO_OPS: dict[str, str] = {
     "CONV_2D": "AddConv2D",
     "DEPTHWISE_CONV_2D": "AddDepthwiseConv2D",
     "FULLY_CONNECTED": "AddFullyConnected",
+    "LOGISTIC": "AddLogistic",
     "MAXIMUM": "AddMaximum",
     "MAX_POOL_2D": "AddMaxPool2D",
     "MEAN": "AddMean",
@@ -227,6 +228,17 @@ def deploy_model(model, fold_batchnorm: bool = True):
             y = keras.layers.AveragePooling2D((h, w), name=layer.name)(x)
             pooled[id(layer.output)] = y
             tensors[id(layer.output)] = keras.layers.Reshape((c,), name=f"{layer.name}_flat")(y)
+            continue
+        if isinstance(layer, keras.layers.Flatten) and tuple(layer.input.shape[1:3]) == (1, 1):
+            # A [1, 1, C] map (a whole-map AveragePooling2D, as the baselines end) flattened
+            # for a Dense: remember the map so that Dense becomes a 1x1 CONV_2D as well.
+            pooled[id(layer.output)] = x
+            tensors[id(layer.output)] = keras.layers.Reshape((int(x.shape[-1]),), name=layer.name)(x)
+            continue
+        if isinstance(layer, keras.layers.Dropout):  # identity at inference (DS-CNN has one before its Dense)
+            tensors[id(layer.output)] = x
+            if id(layer.input) in pooled:
+                pooled[id(layer.output)] = pooled[id(layer.input)]
             continue
         if isinstance(layer, keras.layers.Dense) and id(layer.input) in pooled and sole_input(layer.input):
             # Dense on the pooled vector -> 1x1 CONV_2D on the [1, 1, C] map, then flatten.

@@ -120,7 +120,7 @@ def run_tflm(model_bytes: bytes, x_int8: np.ndarray, arena_size: int | None = No
     return runner.run(x)
 
 
-def _arena_works(model_bytes: bytes, size: int) -> bool:
+def _probe_arena(model_bytes: bytes, size: int) -> bool:
     runtime = _runtime()
     try:
         with quiet_stderr():
@@ -131,6 +131,25 @@ def _arena_works(model_bytes: bytes, size: int) -> bool:
         return True
     except Exception:
         return False
+
+
+def _arena_works(model_bytes: bytes, size: int) -> bool:
+    """Does the model load and run with `size` bytes of arena?
+
+    Probed in a forked child: for some models (DS-CNN) an arena far too small makes the
+    TFLM Python interpreter crash the process instead of raising.
+    """
+    if not hasattr(os, "fork"):
+        return _probe_arena(model_bytes, size)
+    pid = os.fork()
+    if pid == 0:  # child: report through the exit status only
+        ok = False
+        try:
+            ok = _probe_arena(model_bytes, size)
+        finally:
+            os._exit(0 if ok else 1)
+    _, status = os.waitpid(pid, 0)
+    return os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
 
 
 def min_arena_bytes(model_bytes: bytes, max_bytes: int = DEFAULT_MAX_ARENA) -> int:

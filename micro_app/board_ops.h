@@ -19,6 +19,7 @@
   X("CONV_2D", AddConv2D)                       \
   X("DEPTHWISE_CONV_2D", AddDepthwiseConv2D)    \
   X("FULLY_CONNECTED", AddFullyConnected)       \
+  X("LOGISTIC", AddLogistic)                    \
   X("MAXIMUM", AddMaximum)                      \
   X("MAX_POOL_2D", AddMaxPool2D)                \
   X("MEAN", AddMean)                            \

@@ -29,11 +29,6 @@ DSCNN_PARAMS, DSCNN_MACS = 23_756, 17_339_136
 # mel bands; 100 fewer): 9,232 - 1,472 - 100 = 7,660.
 BCRESNET1_PARAMS, BCRESNET1_PAPER_PARAMS = 7_660, 9_232
 
-# Ops the TFLM int8 kernels cover that these graphs may use.
-TFLM_OPS = {"ADD", "AVERAGE_POOL_2D", "CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "LOGISTIC", "MUL",
-            "RESHAPE"}
-
-
 def _sizes(name, channels):
     from kws_tf import model as model_lib
 
@@ -92,45 +87,23 @@ def test_dscnn_trains_one_epoch(synth_folder, tmp_path):
     assert net.name == "dscnn_c64"
 
 
-def _int8_flatbuffer(net, rep):
-    import tensorflow as tf
-    import tf_keras as keras
-
-    inp = keras.Input(batch_size=1, shape=tuple(net.input.shape[1:]))
-    conv = tf.lite.TFLiteConverter.from_keras_model(keras.Model(inp, net(inp, training=False)))
-    conv.optimizations = [tf.lite.Optimize.DEFAULT]
-    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    conv.inference_input_type = tf.int8
-    conv.inference_output_type = tf.int8
-    conv.representative_dataset = lambda: ([x[None]] for x in rep)
-    return bytes(conv.convert())
-
-
 @pytest.mark.parametrize("name,channels", [("dscnn", 64), ("bcresnet", 8)])
 def test_full_int8_runs_in_tflm(name, channels):
-    from tensorflow.lite.python import schema_py_generated as schema
-    from tflite_micro.python.tflite_micro import runtime
-
+    """The export's own path: deploy graph, full-int8 conversion, its checks, and TFLM
+    output equal to the TFLite reference kernels bit for bit (what export requires)."""
     from kws_tf import model as model_lib
+    from kws_tf import tflite_tools, tflm
 
     net = model_lib.build_model(name, channels)
     rep = np.random.default_rng(0).standard_normal((8, 1, 101, 32)).astype(np.float32)
-    data = _int8_flatbuffer(net, rep)
-
-    fb = schema.ModelT.InitFromObj(schema.Model.GetRootAsModel(data, 0))
-    names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
-    ops = {names[max(int(c.builtinCode), int(c.deprecatedBuiltinCode))] for c in fb.operatorCodes}
-    types_ = {int(t.type) for t in fb.subgraphs[0].tensors}
-    print(f"\n{name}: {len(data):,} bytes, ops {sorted(ops)}")
-    assert ops <= TFLM_OPS, ops - TFLM_OPS
-    assert types_ <= {schema.TensorType.INT8, schema.TensorType.INT32}, "not fully int8"
-
-    interp = runtime.Interpreter.from_bytes(data, arena_size=1 << 20)
-    det = interp.get_input_details(0)
-    assert det["dtype"] == np.int8 and tuple(det["shape"]) == (1, 1, 101, 32)
-    scale, zp = det["quantization_parameters"]["scales"][0], det["quantization_parameters"]["zero_points"][0]
-    x = np.clip(np.round(rep[0] / scale + zp), -128, 127).astype(np.int8)[None]
-    interp.set_input(x, 0)
-    interp.invoke()
-    out = interp.get_output(0)
-    assert out.dtype == np.int8 and out.shape == (1, 12)
+    data = tflite_tools.convert_int8(tflite_tools.deploy_model(net), rep)
+    info = tflite_tools.inspect_model(data)
+    print(f"\n{name}: {len(data):,} bytes, ops {sorted(info.op_set)}")
+    assert tflite_tools.int8_problems(info) == []
+    assert tflite_tools.micro_problems(info) == []
+    assert "FULLY_CONNECTED" not in info.ops  # the classifier becomes a 1x1 CONV_2D
+    scale, zp = tflite_tools.quant_params(info.tensors[info.inputs[0]])
+    x = np.clip(np.round(rep / scale + zp), -128, 127).astype(np.int8)
+    out = tflm.run_tflm(data, x)
+    assert out.dtype == np.int8 and out.shape == (8, 12)
+    np.testing.assert_array_equal(out, tflite_tools.run_tflite(data, x))
