@@ -227,6 +227,22 @@ static inline AppConfig SettingsAppConfig() {
 """
 
 
+def _all_ops_macro() -> str:
+    """KWS_ALL_MICRO_OPS(X): every op the exporter may emit, as (name, resolver method).
+
+    The sketch's board_ops.h expands it to register the model's ops; generated here
+    from `tflite_tools.MICRO_OPS` so the C++ never keeps a second copy of the list.
+    """
+    from kws_tf.tflite_tools import MICRO_OPS
+
+    items = list(MICRO_OPS.items())
+    lines = ["\n// ---- every op kws_tf.tflite_tools.MICRO_OPS knows: (name, MicroMutableOpResolver method)\n",
+             "#define KWS_ALL_MICRO_OPS(X) \\\n"]
+    for i, (name, method) in enumerate(items):
+        lines.append(f'  X("{name}", {method})' + (" \\\n" if i < len(items) - 1 else "\n"))
+    return "".join(lines)
+
+
 def render_frontend_header(
     normalization: features.Normalization,
     input_scale: float,
@@ -319,6 +335,7 @@ def render_frontend_header(
         f"constexpr int kNumOps = {len(ops)};\n",
         _string_array("kOpNames", ops, "kNumOps > 0 ? kNumOps : 1"),
         f"constexpr int kArenaBytes = {int(arena_bytes)};\n",
+        _all_ops_macro(),
         _GLUE,
         "\n}  // namespace kws\n\n#endif  // KWS_SETTINGS_H_\n",
     ]

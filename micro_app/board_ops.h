@@ -1,9 +1,9 @@
 // Op registration driven by the generated kws_settings.h, so the resolver can
 // never drift from the exported model.
 //
-// KWS_ALL_MICRO_OPS lists every op kws_tf/tflite_tools.py MICRO_OPS knows, as
-// (flatbuffer op name, MicroMutableOpResolver method); tests/test_device_tools.py
-// checks that it equals MICRO_OPS. RegisterModelOps() calls the method of each op
+// KWS_ALL_MICRO_OPS (generated into kws_settings.h from kws_tf/tflite_tools.py
+// MICRO_OPS) lists every op the exporter knows, as (flatbuffer op name,
+// MicroMutableOpResolver method). RegisterModelOps() calls the method of each op
 // whose name appears in kws::kOpNames (the model's op list, written by the
 // exporter). The "is it used" test is a compile-time constant, so the calls of
 // unused ops are dead code: the optimiser drops them and --gc-sections drops
@@ -13,23 +13,9 @@
 #ifndef KWS_BOARD_OPS_H_
 #define KWS_BOARD_OPS_H_
 
-#define KWS_ALL_MICRO_OPS(X)                    \
-  X("ADD", AddAdd)                              \
-  X("AVERAGE_POOL_2D", AddAveragePool2D)        \
-  X("CONV_2D", AddConv2D)                       \
-  X("DEPTHWISE_CONV_2D", AddDepthwiseConv2D)    \
-  X("FULLY_CONNECTED", AddFullyConnected)       \
-  X("LOGISTIC", AddLogistic)                    \
-  X("MAXIMUM", AddMaximum)                      \
-  X("MAX_POOL_2D", AddMaxPool2D)                \
-  X("MEAN", AddMean)                            \
-  X("MINIMUM", AddMinimum)                      \
-  X("MUL", AddMul)                              \
-  X("RELU", AddRelu)                            \
-  X("RELU6", AddRelu6)                          \
-  X("RESHAPE", AddReshape)                      \
-  X("SOFTMAX", AddSoftmax)                      \
-  X("TANH", AddTanh)
+#ifndef KWS_ALL_MICRO_OPS
+#error "kws_settings.h lacks KWS_ALL_MICRO_OPS: regenerate it with python -m kws_tf.export"
+#endif
 
 namespace kws {
 namespace board {
