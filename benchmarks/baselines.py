@@ -1,6 +1,6 @@
 """Baselines (DS-CNN, BC-ResNet-1) against SparkNet on the real-audio subset, side by side.
 
-    KWS_REAL_DATA=/work/shared/data python benchmarks/baselines.py [--epochs 60] \
+    KWS_REAL_DATA=../shared/data python benchmarks/baselines.py [--epochs 60] \
         [--models dscnn:64 bcresnet:8] [--sparknet runs/real_c32 runs/real_c16] [--wait]
 
 1. Trains each baseline with `python -m kws_tf.train --model=M --C=C` on exactly the data

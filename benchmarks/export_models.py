@@ -10,7 +10,7 @@ agreement/accuracy gates off so every model gets a row; the table shows agreemen
 whether the default gates (>= 99 % agreement, <= 0.5 points lost) would pass.
 
 Then, in one process and one interleaved timing loop, the exported int8 flatbuffers and
-the two anchors in /work/shared/anchors (MLPerf Tiny DS-CNN, TFLM micro_speech) run in
+the two anchors in ../shared/anchors ($KWS_ANCHORS) (MLPerf Tiny DS-CNN, TFLM micro_speech) run in
 the same `tflite_micro` interpreter: flatbuffer bytes, minimum arena (binary search),
 median host invoke time, and ratios to each anchor. Accuracies are on the run's
 validation split (for runs from benchmarks/train_real_subset.py: the validation
@@ -34,7 +34,7 @@ import time
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-DEFAULT_ANCHORS = pathlib.Path(os.environ.get("KWS_ANCHORS", "/work/shared/anchors"))
+DEFAULT_ANCHORS = pathlib.Path(os.environ.get("KWS_ANCHORS", pathlib.Path(__file__).resolve().parents[2] / "shared" / "anchors"))
 ANCHORS = {
     "MLPerf Tiny DS-CNN": "mlperf_tiny_kws_dscnn_int8.tflite",
     "TFLM micro_speech": "tflm_micro_speech_int8.tflite",
