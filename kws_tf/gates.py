@@ -25,6 +25,23 @@ def open_probability(mu, sigma: float):
     return 0.5 * (1.0 + tf.math.erf((mu + 0.5) / (sigma * math.sqrt(2.0))))
 
 
+# The secant gate: the straight line through the two corners of the paper's inference gate.
+# clip(tanh(h) + 0.5, 0, 1) is 0 for h <= -atanh(1/2) and 1 for h >= atanh(1/2); the line
+# s*h + 0.5 with s = 0.5 / atanh(1/2) has the same corners, so clip(s*h + 0.5, 0, 1) opens and
+# closes every gate exactly where the paper's does and differs only on partly open gates, by
+# at most SECANT_MAX_ERROR (at |h| = acosh(1/sqrt(s)) ~ 0.31). In int8 it costs nothing: s and
+# 0.5 fold into the head convolution and an output range of exactly [0, 1] saturates
+# (kws_tf.int8_gate), where tanh costs ~810 Cortex-M4 instructions per element in TFLM.
+SECANT_SLOPE = 0.5 / math.atanh(0.5)
+SECANT_MAX_ERROR = math.tanh(math.acosh(1 / math.sqrt(SECANT_SLOPE))) - SECANT_SLOPE * math.acosh(
+    1 / math.sqrt(SECANT_SLOPE))
+
+
+def secant_gate(h):
+    """clip(SECANT_SLOPE * h + 0.5, 0, 1): the int8-free stand-in for clip(tanh(h) + 0.5, 0, 1)."""
+    return tf.clip_by_value(SECANT_SLOPE * h + 0.5, 0.0, 1.0)
+
+
 @keras.utils.register_keras_serializable(package="kws_tf")
 class RelaxedBernoulliGate(keras.layers.Layer):
     """Gaussian-relaxed Bernoulli gate with a sparsity penalty.

@@ -99,7 +99,35 @@ def _deploy_gate_class():
     return DeployGate
 
 
+def _secant_gate_class():
+    import tensorflow as tf
+    import tf_keras as keras
+
+    from kws_tf.gates import RelaxedBernoulliGate
+
+    @keras.utils.register_keras_serializable(package="kws_tf_export")
+    class SecantDeployGate(RelaxedBernoulliGate):
+        """Inference gate `min(relu(x), 1)` on x = s*h + 0.5 (folded into the head convolution
+        by `deploy_model(gate="secant")`). Only for deploy graphs: it is not the training gate."""
+
+        def call(self, x, training=None):
+            if training:
+                raise ValueError("the secant deploy gate is for inference only")
+            return tf.minimum(tf.nn.relu(x), 1.0)
+
+    return SecantDeployGate
+
+
 _DEPLOY_GATE = None
+_SECANT_GATE = None
+GATES = ("tanh", "secant")
+
+
+def secant_gate_class():
+    global _SECANT_GATE
+    if _SECANT_GATE is None:
+        _SECANT_GATE = _secant_gate_class()
+    return _SECANT_GATE
 
 
 def deploy_gate_class():
@@ -134,7 +162,7 @@ def _bn_params(bn):
     return gamma, beta, bn.moving_mean.numpy(), bn.moving_variance.numpy()
 
 
-def deploy_model(model, fold_batchnorm: bool = True):
+def deploy_model(model, fold_batchnorm: bool = True, gate: str = "tanh"):
     """The deployable form of a trained functional Keras model (see the module doc).
 
     Same float function (up to float rounding from BN folding), new layers (weights
@@ -142,12 +170,18 @@ def deploy_model(model, fold_batchnorm: bool = True):
     the module doc, a ReLU layer that alone consumes a convolution's output becomes
     that convolution's activation (the converter fuses it anyway; tfmot's QAT would
     otherwise leave that convolution's weights without fake quantisation).
+
+    `gate`: "tanh" keeps the paper's inference gate `clip(tanh(h) + 0.5, 0, 1)`;
+    "secant" replaces it by `kws_tf.gates.secant_gate` folded into the head
+    convolution (see there), which `kws_tf.int8_gate` then makes free in int8.
     """
     import tf_keras as keras
 
-    from kws_tf.gates import RelaxedBernoulliGate
+    from kws_tf.gates import SECANT_SLOPE, RelaxedBernoulliGate
 
-    gate_cls = deploy_gate_class()
+    if gate not in GATES:
+        raise ConversionError(f"unknown gate {gate!r}; choose one of {', '.join(GATES)}")
+    gate_cls = deploy_gate_class() if gate == "tanh" else secant_gate_class()
     conv_types = (keras.layers.Conv2D, keras.layers.DepthwiseConv2D)
     layers = [layer for layer in model.layers if not isinstance(layer, keras.layers.InputLayer)]
 
@@ -186,6 +220,8 @@ def deploy_model(model, fold_batchnorm: bool = True):
     pending: dict[str, tuple] = {}  # BN name -> (conv, its new input tensor)
     pooled: dict[int, object] = {}  # GAP output -> the new [1, 1, C] pooled map
     fused_relus: set = set()
+    made_by: dict[int, object] = {}  # new tensor -> the new conv layer that computes it
+    gate_inputs = {id(layer.input) for layer in layers if isinstance(layer, RelaxedBernoulliGate)}
 
     def clone(layer, **override):
         cfg = layer.get_config()
@@ -202,6 +238,7 @@ def deploy_model(model, fold_batchnorm: bool = True):
         new = clone(conv, **override)
         y = new(x)
         new.set_weights(list(weights))
+        made_by[id(y)] = new
         tensors[id(out_tensor)] = y
         if relu is not None and relu.name in fused_relus:
             tensors[id(relu.output)] = y
@@ -220,6 +257,16 @@ def deploy_model(model, fold_batchnorm: bool = True):
             continue
         if isinstance(layer, conv_types):
             add_conv(layer, x, layer.output, layer.get_weights())
+            continue
+        if (gate == "secant" and isinstance(layer, keras.layers.Activation)
+                and keras.activations.serialize(layer.activation) == "tanh" and id(layer.output) in gate_inputs):
+            # mu = tanh(h) feeding the gate: fold the secant line s*h + 0.5 into the conv computing h.
+            conv = made_by.get(id(x))
+            if conv is None or not conv.use_bias or keras.activations.serialize(conv.activation) != "linear":
+                raise ConversionError(f"secant gate: {layer.name} does not follow a linear convolution with a bias")
+            kernel, bias = conv.get_weights()
+            conv.set_weights([kernel * SECANT_SLOPE, bias * SECANT_SLOPE + 0.5])
+            tensors[id(layer.output)] = x
             continue
         if isinstance(layer, keras.layers.GlobalAveragePooling2D):
             if layer.data_format not in (None, "channels_last") or getattr(layer, "keepdims", False):

@@ -1,6 +1,7 @@
 """Running flatbuffers in the real TensorFlow Lite Micro interpreter (the `tflite_micro` package).
 
 - `TflmRunner` / `run_tflm(model_bytes, x_int8)`: outputs for a batch of int8 inputs.
+- `StepRunner`: a per-frame step model, its state carried from hop to hop as on the board.
 - `min_arena_bytes(model_bytes)`: the smallest tensor arena the interpreter accepts
   (binary search on `arena_size`; no TFLM call reports it). The figure is for this
   host (x86-64, 8-byte pointers, reference kernels); a Cortex-M build with CMSIS-NN
@@ -109,6 +110,71 @@ class TflmRunner:
             self.interp.invoke()
             times.append(time.perf_counter() - t0)
         return times
+
+
+class StepRunner:
+    """A per-frame step model (`kws_tf.step_graph`) in TFLM, keeping its state as the board does.
+
+    Input 0 is the newest int8 frame, inputs 1..S the state; output 0 the scores, outputs
+    1..S the next state. After each step the state outputs' bytes are copied into the
+    state inputs (their quantisation is identical), exactly what the board's runner does;
+    `reset()` fills every state with its zero point (the real value 0 the windowed
+    model pads with). Extra outputs after the S states (a gate probe) are returned by
+    `step_all`.
+    """
+
+    def __init__(self, model_bytes: bytes, arena_size: int | None = None):
+        runtime = _runtime()
+        self.model_bytes = bytes(model_bytes)
+        try:
+            with quiet_stderr():
+                self.interp = runtime.Interpreter.from_bytes(self.model_bytes, arena_size=arena_size)
+        except Exception as e:
+            msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise TflmError(f"TFLM could not load the step model: {msg}") from None
+        from kws_tf import tflite_tools
+
+        info = tflite_tools.inspect_model(self.model_bytes)
+        self.num_inputs, self.num_outputs = len(info.inputs), len(info.outputs)
+        self.num_states = self.num_inputs - 1
+        if self.num_states < 1 or self.num_outputs < self.num_inputs:
+            raise TflmError(f"not a step model: {self.num_inputs} inputs, {self.num_outputs} outputs")
+        self.frame_shape = tuple(int(d) for d in info.input.shape)
+        self._state_shapes, self._zero_points = [], []
+        for i in range(1, self.num_inputs):
+            a, b = info.tensors[info.inputs[i]], info.tensors[info.outputs[i]]
+            if (a.shape, a.dtype, a.scales, a.zero_points) != (b.shape, b.dtype, b.scales, b.zero_points):
+                raise TflmError(f"state {i}: input {a.shape}/{a.scales}/{a.zero_points} and output "
+                                f"{b.shape}/{b.scales}/{b.zero_points} differ; the bytes cannot be copied back")
+            self._state_shapes.append(tuple(int(d) for d in a.shape))
+            self._zero_points.append(int(a.zero_points[0]) if a.zero_points else 0)
+        self.reset()
+
+    def reset(self) -> None:
+        self.state = [np.full(shape, zp, np.int8) for shape, zp in zip(self._state_shapes, self._zero_points)]
+
+    def step_all(self, frame: np.ndarray) -> list:
+        """Runs one hop; returns [scores, *extra outputs] (int8) and keeps the new state."""
+        frame = np.asarray(frame, np.int8).reshape(self.frame_shape)
+        try:
+            self.interp.set_input(frame, 0)
+            for i, s in enumerate(self.state, start=1):
+                self.interp.set_input(s, i)
+            self.interp.invoke()
+            outs = [np.array(self.interp.get_output(i), copy=True) for i in range(self.num_outputs)]
+        except Exception as e:
+            msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise TflmError(f"TFLM invoke failed: {msg}") from None
+        self.state = outs[1:1 + self.num_states]
+        return [outs[0].reshape(-1)] + [o for o in outs[1 + self.num_states:]]
+
+    def step(self, frame: np.ndarray) -> np.ndarray:
+        """int8 scores `[classes]` of one hop."""
+        return self.step_all(frame)[0]
+
+    def run(self, frames: np.ndarray) -> np.ndarray:
+        """Scores `[N, classes]` for frames `[N, features]`, continuing from the current state."""
+        return np.stack([self.step(f) for f in np.asarray(frames)]) if len(frames) else np.zeros((0, 0), np.int8)
 
 
 def run_tflm(model_bytes: bytes, x_int8: np.ndarray, arena_size: int | None = None) -> np.ndarray:

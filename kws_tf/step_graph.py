@@ -1,0 +1,509 @@
+"""Derive the per-frame *step* model from a windowed int8 flatbuffer.
+
+The windowed model maps a 1 s window (101 MFCC frames) to 12 scores. Everything in
+SparkNet before the time average is convolutional over time, so each frame of every
+layer can be computed once, when its receptive field is complete, and kept. The step
+model does exactly that for one new frame per 10 ms hop:
+
+    frame (int8 [1,1,1,32]) + state ──► one new frame of every layer ──► 12 scores + state
+
+It is derived from the windowed flatbuffer itself, op by op, in the spirit of Google's
+`kws_streaming` (every layer knows how it streams):
+
+- a convolution over time with kernel k ('SAME', stride 1) keeps the last k − 1 frames
+  of its input: CONCATENATION(state, newest) → the same op with 'VALID' padding;
+  SPLIT_V drops the oldest frame to give the next state (SPLIT_V and CONCATENATION
+  copy contiguous bytes; STRIDED_SLICE/SLICE would index every element);
+- a per-frame op (1×1 convolution, element-wise op, activation) runs on one frame;
+  when its inputs are ready at different delays (a residual branch skips a
+  convolution's look-ahead), it runs at the later delay on frames taken from the
+  earlier input's history, so no extra state is needed where a buffer exists;
+- the whole-window average (AVERAGE_POOL_2D over the time axis) keeps the last 100
+  gate frames and pools 101 of them;
+- what follows the average (the classifier) has no time axis and is copied as is.
+
+Weights, biases and the quantisation of every tensor are the windowed model's own, so
+each frame of each layer is bit for bit the windowed model's frame wherever the
+window's zero padding does not reach it (the first frames after a reset equal the
+windowed model's left edge exactly: the state starts at each tensor's zero point,
+which is the real value 0 the window pads with). Every state output has the
+quantisation of the state input it replaces: the device copies the bytes back.
+
+State mode: external (extra input/output tensors), not TFLM resource variables. The
+Python TFLM interpreter and the board's Feb-2023 library both run it with no
+`MicroResourceVariables` set-up; the app can reset, inspect and checksum the state;
+and the graph stays a plain dataflow graph the TFLite reference interpreter checks
+bit for bit. The cost is one memcpy of the state per hop (5.4 KB for C=32).
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+
+import numpy as np
+
+TIME_AXIS = 2  # tensors are [batch 1, height 1, time, channels]
+
+# Ops that act on each frame independently (given all their time-varying inputs at the
+# same delay). Constants may be broadcast if they have no time axis.
+FRAMEWISE_OPS = ("ADD", "SUB", "MUL", "MINIMUM", "MAXIMUM", "RELU", "RELU6", "TANH", "LOGISTIC",
+                 "LEAKY_RELU", "HARD_SWISH", "ABS", "NEG", "QUANTIZE")
+CONV_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D")
+STEP_OPS = ("CONCATENATION", "SPLIT_V")  # what streaming adds to the windowed op set
+
+
+class StepGraphError(RuntimeError):
+    """The windowed model cannot be run frame by frame; one line for the user."""
+
+
+@dataclasses.dataclass(frozen=True)
+class StateInfo:
+    """One state tensor pair: step input `input_index` is fed from step output `output_index`."""
+
+    name: str  # the windowed tensor whose history it holds (its producing op)
+    frames: int
+    channels: int
+    scale: float
+    zero_point: int
+    input_index: int  # position in the step model's inputs (0 is the frame)
+    output_index: int  # position in its outputs (0 is the scores)
+
+    @property
+    def bytes(self) -> int:
+        return self.frames * self.channels
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+@dataclasses.dataclass
+class StepModel:
+    model_bytes: bytes
+    delay_frames: int  # scores at hop n describe the window ending at frame n - delay_frames
+    window_frames: int
+    states: list  # [StateInfo]
+    ops: list  # op names in execution order
+    gate_tensor: int | None  # step output index of the per-frame gate, when exposed
+
+    @property
+    def state_bytes(self) -> int:
+        return sum(s.bytes for s in self.states)
+
+    def summary(self) -> dict:
+        return {"delay_frames": self.delay_frames, "delay_ms": self.delay_frames * 10,
+                "window_frames": self.window_frames, "num_states": len(self.states),
+                "state_bytes": self.state_bytes, "states": [s.to_dict() for s in self.states],
+                "ops": list(self.ops), "num_ops": len(self.ops)}
+
+
+def _schema():
+    from tensorflow.lite.python import schema_py_generated as schema
+
+    return schema
+
+
+def _op_names(schema) -> dict:
+    return {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_") and isinstance(v, int)}
+
+
+class _Graph:
+    """The windowed subgraph with helpers to append step tensors and ops."""
+
+    def __init__(self, model_bytes: bytes):
+        schema = _schema()
+        self.schema = schema
+        try:
+            self.model = schema.ModelT.InitFromObj(schema.Model.GetRootAsModel(model_bytes, 0))
+        except Exception as e:
+            raise StepGraphError(f"not a TFLite flatbuffer ({e})") from None
+        if len(self.model.subgraphs) != 1:
+            raise StepGraphError(f"expected one subgraph, found {len(self.model.subgraphs)}")
+        self.sg = self.model.subgraphs[0]
+        names = _op_names(schema)
+        self.op_name = [names.get(max(int(c.builtinCode), int(c.deprecatedBuiltinCode)), "?")
+                        for c in self.model.operatorCodes]
+        self.windowed_ops = list(self.sg.operators)
+        self.new_ops: list = []
+        self.producer = {}
+        for i, op in enumerate(self.windowed_ops):
+            for t in op.outputs:
+                self.producer[int(t)] = i
+
+    # ---------------------------------------------------------------- tensors
+    def name_of(self, op) -> str:
+        return self.op_name[op.opcodeIndex]
+
+    def tensor(self, i: int):
+        return self.sg.tensors[i]
+
+    def is_constant(self, i: int) -> bool:
+        t = self.tensor(i)
+        buf = self.model.buffers[t.buffer] if 0 < t.buffer < len(self.model.buffers) else None
+        return buf is not None and buf.data is not None and len(buf.data) > 0
+
+    def new_tensor(self, like: int, frames: int) -> int:
+        """A new activation tensor with `like`'s type and quantisation and `frames` time steps."""
+        src = self.tensor(like)
+        t = self._schema_tensor(src.type, [int(d) for d in src.shape], copy.deepcopy(src.quantization))
+        t.shape[TIME_AXIS] = frames
+        self.sg.tensors.append(t)
+        return len(self.sg.tensors) - 1
+
+    def copy_tensor(self, like: int) -> int:
+        src = self.tensor(like)
+        t = self._schema_tensor(src.type, [int(d) for d in src.shape], copy.deepcopy(src.quantization))
+        self.sg.tensors.append(t)
+        return len(self.sg.tensors) - 1
+
+    def _schema_tensor(self, dtype, shape, quant):
+        t = self.schema.TensorT()
+        t.type, t.shape, t.quantization, t.buffer = dtype, shape, quant, 0
+        return t
+
+    def int32_constant(self, values) -> int:
+        schema = self.schema
+        values = np.asarray(values, np.int32)
+        buf = schema.BufferT()
+        buf.data = np.frombuffer(values.tobytes(), np.uint8).copy()
+        self.model.buffers.append(buf)
+        t = self._schema_tensor(schema.TensorType.INT32, list(values.shape), None)
+        t.buffer = len(self.model.buffers) - 1
+        self.sg.tensors.append(t)
+        return len(self.sg.tensors) - 1
+
+    # ---------------------------------------------------------------- ops
+    def opcode(self, name: str) -> int:
+        schema = self.schema
+        code = getattr(schema.BuiltinOperator, name)
+        for i, c in enumerate(self.model.operatorCodes):
+            if max(int(c.builtinCode), int(c.deprecatedBuiltinCode)) == code:
+                return i
+        oc = schema.OperatorCodeT()
+        oc.builtinCode, oc.deprecatedBuiltinCode, oc.version = code, min(code, 127), 1
+        self.model.operatorCodes.append(oc)
+        self.op_name.append(name)
+        return len(self.model.operatorCodes) - 1
+
+    def emit(self, op):
+        self.new_ops.append(op)
+
+    def concat(self, a: int, b: int, out: int):
+        schema = self.schema
+        op = schema.OperatorT()
+        op.opcodeIndex = self.opcode("CONCATENATION")
+        op.inputs, op.outputs = [a, b], [out]
+        opts = schema.ConcatenationOptionsT()
+        opts.axis, opts.fusedActivationFunction = TIME_AXIS, schema.ActivationFunctionType.NONE
+        op.builtinOptionsType, op.builtinOptions = schema.BuiltinOptions.ConcatenationOptions, opts
+        self.emit(op)
+
+    def split(self, x: int, sizes: list, outs: list):
+        schema = self.schema
+        op = schema.OperatorT()
+        op.opcodeIndex = self.opcode("SPLIT_V")
+        op.inputs = [x, self.int32_constant(sizes), self.int32_constant(TIME_AXIS)]
+        op.outputs = list(outs)
+        opts = schema.SplitVOptionsT()
+        opts.numSplits = len(sizes)
+        op.builtinOptionsType, op.builtinOptions = schema.BuiltinOptions.SplitVOptions, opts
+        self.emit(op)
+
+
+def _conv_time_kernel(g: _Graph, op) -> tuple[int, int]:
+    """(kernel height, kernel width) of a CONV_2D / DEPTHWISE_CONV_2D."""
+    w = g.tensor(int(op.inputs[1]))
+    return int(w.shape[1]), int(w.shape[2])
+
+
+def derive_step_model(windowed_bytes: bytes, expose_gate: bool = False) -> StepModel:
+    """The step model of a windowed int8 flatbuffer (see the module doc). Raises StepGraphError.
+
+    `expose_gate`: add the newest frame of the averaged tensor (SparkNet's gate) as the
+    last output, for checking it against the windowed model (`gate_probe_model`).
+    """
+    g = _Graph(windowed_bytes)
+    schema = g.schema
+    sg = g.sg
+    if len(sg.inputs) != 1 or len(sg.outputs) != 1:
+        raise StepGraphError("the windowed model must have one input and one output")
+    x_in = int(sg.inputs[0])
+    in_shape = [int(d) for d in g.tensor(x_in).shape]
+    if len(in_shape) != 4 or in_shape[0] != 1 or in_shape[1] != 1:
+        raise StepGraphError(f"input shape {tuple(in_shape)} is not [1, 1, time, features]")
+    T = in_shape[TIME_AXIS]
+
+    def time_varying(i: int) -> bool:
+        t = g.tensor(i)
+        return (not g.is_constant(i) and len(t.shape) == 4 and int(t.shape[TIME_AXIS]) == T
+                and int(t.shape[1]) == 1)
+
+    # ---- 1. classify every op; natural delay (look-ahead) of every time-varying tensor
+    kind: dict[int, str] = {}
+    half: dict[int, int] = {}
+    nd: dict[int, int] = {x_in: 0}
+    pooled: list = []
+    for i, op in enumerate(g.windowed_ops):
+        name = g.name_of(op)
+        ins = [int(t) for t in op.inputs if int(t) >= 0]
+        tv = [t for t in ins if time_varying(t)]
+        outs = [int(t) for t in op.outputs]
+        if not tv:
+            kind[i] = "static"
+            if any(t in nd for t in ins):
+                raise StepGraphError(f"{name} consumes a time axis in an unsupported way")
+            continue
+        if any(t not in nd for t in tv):
+            raise StepGraphError(f"{name}: input not computed by a streamable op")
+        d = max(nd[t] for t in tv)
+        if name in CONV_OPS:
+            opts = op.builtinOptions
+            kh, kw = _conv_time_kernel(g, op)
+            strides = (int(opts.strideH), int(opts.strideW))
+            dil = (int(opts.dilationHFactor), int(opts.dilationWFactor))
+            if strides != (1, 1) or dil != (1, 1) or kh != 1:
+                raise StepGraphError(f"{name} with strides {strides}, dilation {dil}, kernel ({kh}, {kw}) "
+                                     "cannot run frame by frame (only stride 1, dilation 1, (1, k) kernels)")
+            if kw > 1:
+                if opts.padding != schema.Padding.SAME or kw % 2 == 0:
+                    raise StepGraphError(f"{name}: only 'same' padding with an odd kernel streams (kernel {kw})")
+                kind[i], half[i] = "time_conv", (kw - 1) // 2
+                nd[outs[0]] = d + half[i]
+            else:
+                kind[i] = "framewise"
+                nd[outs[0]] = d
+        elif name in FRAMEWISE_OPS:
+            for t in ins:
+                if t not in tv and len(g.tensor(t).shape) == 4 and int(g.tensor(t).shape[TIME_AXIS]) not in (1,):
+                    raise StepGraphError(f"{name}: operand {t} has a time axis but is constant")
+            kind[i] = "framewise"
+            for t in outs:
+                nd[t] = d
+        elif name == "AVERAGE_POOL_2D":
+            opts = op.builtinOptions
+            if int(opts.filterWidth) != T or int(opts.filterHeight) != 1 or int(g.tensor(outs[0]).shape[TIME_AXIS]) != 1:
+                raise StepGraphError(f"AVERAGE_POOL_2D over {opts.filterWidth} of {T} frames cannot stream "
+                                     "(only the whole-window average)")
+            kind[i] = "pool"
+            pooled.append(i)
+        else:
+            raise StepGraphError(f"op {name} on the time axis has no streaming form")
+    if len(pooled) != 1:
+        raise StepGraphError(f"expected exactly one whole-window average before the classifier, found {len(pooled)}")
+    out_t = int(sg.outputs[0])
+    if out_t in nd:
+        raise StepGraphError("the model output still has a time axis")
+
+    # ---- 2. backwards: the delays at which each tensor is needed, and when to compute it
+    need: dict[int, list] = {}  # tensor -> [lo, hi] delays requested
+
+    def request(t: int, lo: int, hi: int):
+        if t not in nd:
+            return
+        r = need.setdefault(t, [lo, hi])
+        r[0], r[1] = min(r[0], lo), max(r[1], hi)
+
+    at: dict[int, int] = {}  # op index -> delay at which the op computes its output
+    for i in reversed(range(len(g.windowed_ops))):
+        op = g.windowed_ops[i]
+        ins = [int(t) for t in op.inputs if int(t) >= 0]
+        k = kind[i]
+        if k == "static":
+            continue
+        if k == "pool":
+            src = ins[0]
+            request(src, nd[src], nd[src] + T - 1)
+            continue
+        out = int(op.outputs[0])
+        if out not in need:
+            continue  # unused
+        d = need[out][0]
+        at[i] = d
+        for t in ins:
+            if k == "time_conv" and t == ins[0]:
+                request(t, d - half[i], d + half[i])
+            else:
+                request(t, d, d)
+    for t, (lo, hi) in need.items():
+        computed_at = 0 if t == x_in else at[g.producer[t]]
+        if lo < computed_at:  # cannot happen for a DAG of the ops above
+            raise StepGraphError("internal: a tensor is needed before it can be computed")
+        need[t] = [computed_at, hi]
+
+    # ---- 3. forward: emit the step graph
+    frame_of: dict[tuple, int] = {}  # (tensor, delay) -> step tensor of one frame
+    buffers: dict[int, int] = {}  # tensor -> step tensor holding its history + newest
+    windows: dict[tuple, int] = {}
+    states: list = []
+    state_pairs: list = []  # (state input tensor, next-state output tensor)
+
+    def history(t: int) -> int:
+        lo, hi = need[t]
+        return hi - lo
+
+    def newest(t: int) -> int:
+        return frame_of[(t, need[t][0])]
+
+    def buffer(t: int) -> int:
+        """[history + 1] frames of t, oldest first (delay hi ... lo)."""
+        if t in buffers:
+            return buffers[t]
+        L = history(t)
+        state_in = g.new_tensor(t, L)
+        buf = g.new_tensor(t, L + 1)
+        g.concat(state_in, newest(t), buf)
+        dropped, state_out = g.new_tensor(t, 1), g.new_tensor(t, L)
+        g.split(buf, [1, L], [dropped, state_out])
+        src_op = g.windowed_ops[g.producer[t]] if t in g.producer else None
+        label = g.name_of(src_op) if src_op is not None else "input"
+        tt = g.tensor(t)
+        q = tt.quantization
+        states.append(StateInfo(name=f"{label}#{t}", frames=L, channels=int(tt.shape[3]),
+                                scale=float(q.scale[0]), zero_point=int(q.zeroPoint[0]),
+                                input_index=0, output_index=0))
+        state_pairs.append((state_in, state_out))
+        buffers[t] = buf
+        return buf
+
+    def window(t: int, lo: int, hi: int) -> int:
+        """Frames of t with delays hi (oldest) ... lo (newest)."""
+        if lo == hi == need[t][0] and (t, lo) in frame_of:
+            return frame_of[(t, lo)]
+        key = (t, lo, hi)
+        if key in windows:
+            return windows[key]
+        buf = buffer(t)
+        L = history(t)
+        start = need[t][1] - hi  # buffer index of delay hi
+        length = hi - lo + 1
+        if start == 0 and length == L + 1:
+            windows[key] = buf
+            return buf
+        sizes, outs, want = [], [], None
+        if start > 0:
+            sizes.append(start)
+            outs.append(g.new_tensor(t, start))
+        sizes.append(length)
+        want = g.new_tensor(t, length)
+        outs.append(want)
+        rest = L + 1 - start - length
+        if rest > 0:
+            sizes.append(rest)
+            outs.append(g.new_tensor(t, rest))
+        g.split(buf, sizes, outs)
+        windows[key] = want
+        return want
+
+    def frame(t: int, d: int) -> int:
+        if (t, d) in frame_of:
+            return frame_of[(t, d)]
+        f = window(t, d, d)
+        frame_of[(t, d)] = f
+        return f
+
+    step_in = g.new_tensor(x_in, 1)
+    frame_of[(x_in, 0)] = step_in
+    static_map: dict[int, int] = {}
+    for i, op in enumerate(g.windowed_ops):
+        k = kind[i]
+        if k != "static" and k != "pool" and i not in at:
+            continue
+        new = copy.deepcopy(op)
+        ins = [int(t) for t in op.inputs]
+        if k == "static":
+            new.inputs = [static_map.get(t, t) for t in ins]
+            new.outputs = []
+            for t in op.outputs:
+                static_map[int(t)] = g.copy_tensor(int(t))
+                new.outputs.append(static_map[int(t)])
+        elif k == "pool":
+            src = ins[0]
+            new.inputs = [window(src, nd[src], nd[src] + T - 1)]
+            static_map[int(op.outputs[0])] = g.copy_tensor(int(op.outputs[0]))
+            new.outputs = [static_map[int(op.outputs[0])]]
+        else:
+            d = at[i]
+            mapped = []
+            for j, t in enumerate(ins):
+                if t < 0 or t not in nd:
+                    mapped.append(t)
+                elif k == "time_conv" and j == 0:
+                    mapped.append(window(t, d - half[i], d + half[i]))
+                else:
+                    mapped.append(frame(t, d))
+            new.inputs = mapped
+            if k == "time_conv":
+                new.builtinOptions = copy.deepcopy(op.builtinOptions)
+                new.builtinOptions.padding = schema.Padding.VALID
+            out = int(op.outputs[0])
+            y = g.new_tensor(out, 1)
+            new.outputs = [y]
+            frame_of[(out, d)] = y
+        g.emit(new)
+    scores = static_map.get(out_t)
+    if scores is None:
+        raise StepGraphError("the model output is not computed from the whole-window average")
+
+    # Every buffer's next state must be produced even if its last consumer came first.
+    sg.operators = g.new_ops
+    sg.inputs = [step_in] + [s for s, _ in state_pairs]
+    sg.outputs = [scores] + [o for _, o in state_pairs]
+    gate_src = int(g.windowed_ops[pooled[0]].inputs[0])
+    gate_index = None
+    if expose_gate:
+        sg.outputs.append(frame_of[(gate_src, need[gate_src][0])])
+        gate_index = len(sg.outputs) - 1
+    states = [dataclasses.replace(s, input_index=1 + n, output_index=1 + n) for n, s in enumerate(states)]
+    delay = nd[g.windowed_ops[pooled[0]].inputs[0]]
+    ops = [g.op_name[op.opcodeIndex] for op in g.new_ops]
+    model_bytes = _pack_pruned(g)
+    return StepModel(model_bytes=model_bytes, delay_frames=int(delay), window_frames=T, states=states, ops=ops,
+                     gate_tensor=gate_index)
+
+
+def gate_probe_model(windowed_bytes: bytes) -> bytes:
+    """The windowed model with the averaged tensor (the gate, [1, 1, T, C]) as a second output."""
+    g = _Graph(windowed_bytes)
+    pools = [op for op in g.windowed_ops if g.name_of(op) == "AVERAGE_POOL_2D"]
+    if len(pools) != 1:
+        raise StepGraphError(f"expected one AVERAGE_POOL_2D, found {len(pools)}")
+    g.sg.outputs = [int(g.sg.outputs[0]), int(pools[0].inputs[0])]
+    g.new_ops = list(g.windowed_ops)
+    return _pack_pruned(g)
+
+
+def _pack_pruned(g: _Graph) -> bytes:
+    """Serialise with only the tensors, buffers and op codes the step graph uses."""
+    import flatbuffers
+
+    model, sg = g.model, g.sg
+    used = set(int(t) for t in sg.inputs) | set(int(t) for t in sg.outputs)
+    for op in sg.operators:
+        used |= {int(t) for t in op.inputs if int(t) >= 0} | {int(t) for t in op.outputs}
+    order = sorted(used)
+    remap = {old: new for new, old in enumerate(order)}
+    buffers = [model.buffers[0]]
+    buf_map = {0: 0}
+    tensors = []
+    for old in order:
+        t = sg.tensors[old]
+        if t.buffer and t.buffer not in buf_map:
+            buf_map[t.buffer] = len(buffers)
+            buffers.append(model.buffers[t.buffer])
+        t.buffer = buf_map.get(t.buffer, 0)
+        tensors.append(t)
+    codes_used = sorted({op.opcodeIndex for op in sg.operators})
+    code_map = {old: new for new, old in enumerate(codes_used)}
+    model.operatorCodes = [model.operatorCodes[c] for c in codes_used]
+    for op in sg.operators:
+        op.opcodeIndex = code_map[op.opcodeIndex]
+        op.inputs = [remap[int(t)] if int(t) >= 0 else -1 for t in op.inputs]
+        op.outputs = [remap[int(t)] for t in op.outputs]
+    sg.tensors = tensors
+    sg.inputs = [remap[int(t)] for t in sg.inputs]
+    sg.outputs = [remap[int(t)] for t in sg.outputs]
+    model.buffers = buffers
+    model.signatureDefs = None
+    builder = flatbuffers.Builder(1024)
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    return bytes(builder.Output())
