@@ -1,7 +1,7 @@
 """Export a trained model_dir for the microcontroller.
 
     python -m kws_tf.export --int8 --model_dir=DIR [--out=export/NAME] [--qat_epochs=N]
-        [--calibration_samples=N] [--eval_split=validation] [--overwrite]
+        [--gate=secant|tanh] [--step_model] [--calibration_samples=N] [--eval_split=validation] [--overwrite]
 
 The output folder (default `export/<model_dir basename>`) gets:
 
@@ -9,6 +9,10 @@ The output folder (default `export/<model_dir basename>`) gets:
                       no QUANTIZE/DEQUANTIZE, per-channel weights), calibrated on the
                       run's training clips with the device's normalisation (QAT-fine-
                       tuned weights when --qat_epochs > 0)
+  model_step_int8.tflite  the per-frame step model derived from it (kws_tf.step_graph):
+                      newest frame + state in, scores of the window ending
+                      `delay_frames` ago + next state out; same weights and quantisation
+  model_step_data.h/.cc   the step model as a C array (g_step_model)
   model_float.tflite  the same deploy graph in float32
   model_data.h/.cc    the int8 flatbuffer as an aligned C array (kws_tf.codegen)
   kws_settings.h      front-end constants, normalisation, input/output quantisation,
@@ -21,7 +25,9 @@ otherwise: the flatbuffer is fully int8; its ops are all in `tflite_tools.MICRO_
 (the list the device registers); the real TFLM interpreter loads and runs it and its
 outputs equal the TFLite reference kernels' bit for bit on every calibration clip;
 int8 top-1 agrees with float on >= --min_agreement of the evaluation clips and its
-accuracy is at most --max_accuracy_drop points below float. Files are written into a
+accuracy is at most --max_accuracy_drop points below float; the step model passes the
+checks of `kws_tf.export_step` (TFLM == reference on every hop, per-frame gates equal to
+the windowed model's wherever the window's padding does not reach). Files are written into a
 temporary folder that is renamed into place at the end, so a failed export leaves
 nothing half-written. Re-exporting the same model_dir gives byte-identical model and
 C++ files (export_report.json differs only in timings).
@@ -45,199 +51,47 @@ import time
 import numpy as np
 
 from kws_tf import features, labels
+from kws_tf.export_checks import _accuracy, _gate_thresholds, _int8_scores, _predict_keras, verify_int8  # noqa: F401
+from kws_tf.export_io import (Exported, ExportError, TrainedModel, _check_out_dir, _first_line,  # noqa: F401
+                              _publish, _read_json, calibration_indices, device_features, load_export,
+                              load_trained, run_tflm)
+from kws_tf.export_step import STEP_ARTIFACTS, build_step_model
 
 DEFAULT_CALIBRATION_SAMPLES = 400
 DEFAULT_MIN_AGREEMENT = 0.99
 DEFAULT_MAX_ACCURACY_DROP = 0.5  # percentage points
 EVAL_SPLITS = ("validation", "test", "train")
 ARTIFACTS = ("model_int8.tflite", "model_float.tflite", "model_data.h", "model_data.cc", "kws_settings.h",
-             "normalization.json")
+             "normalization.json") + STEP_ARTIFACTS
+DEFAULT_GATE = "secant"
 
 
-class ExportError(RuntimeError):
-    """The export cannot be done or failed a check; the message is one line for the user."""
-
-
-# --------------------------------------------------------------------------- model_dir
-
-@dataclasses.dataclass
-class TrainedModel:
-    net: object  # tf_keras Model (float, as trained)
-    run_config: dict
-    normalization: features.Normalization
-    model_dir: pathlib.Path
-    weights_file: pathlib.Path
-
-
-def _read_json(path: pathlib.Path, what: str) -> dict:
-    try:
-        obj = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ExportError(f"{what} {path} is corrupt or unreadable ({type(e).__name__})") from None
-    if not isinstance(obj, dict):
-        raise ExportError(f"{what} {path} is corrupt (not a JSON object)")
-    return obj
-
-
-def load_trained(model_dir) -> TrainedModel:
-    """The trained float model of a `kws_tf.train` model_dir (best weights), its config and normalisation."""
-    model_dir = pathlib.Path(model_dir)
-    if not model_dir.is_dir():
-        raise ExportError(f"model_dir {model_dir} does not exist")
-    cfg_path, norm_path = model_dir / "run_config.json", model_dir / "normalization.json"
-    weights = [p for p in (model_dir / "best.weights.h5", model_dir / "model.keras") if p.is_file()]
-    missing = [p.name for p in (cfg_path, norm_path) if not p.is_file()] + ([] if weights else ["best.weights.h5"])
-    if missing:
-        raise ExportError(f"model_dir {model_dir} is incomplete: no {', '.join(missing)} "
-                          "(export needs a finished kws_tf.train run)")
-    run_config = _read_json(cfg_path, "run config")
-    for key in ("model", "channels", "data"):
-        if key not in run_config:
-            raise ExportError(f"run config {cfg_path} is incomplete (no {key!r})")
-    try:
-        normalization = features.Normalization.from_dict(_read_json(norm_path, "normalisation"))
-    except (KeyError, TypeError, ValueError) as e:
-        raise ExportError(f"normalisation {norm_path} is invalid ({e})") from None
-
-    from kws_tf import train
+def _gate_form(model_bytes: bytes, gate: str) -> bytes:
+    """The int8 flatbuffer with the gate in its device form (`kws_tf.int8_gate` for "secant")."""
+    if gate != "secant":
+        return model_bytes
+    from kws_tf import int8_gate
 
     try:
-        net, _ = train._build(run_config, total_steps=1)
-    except Exception as e:
-        raise ExportError(f"run config {cfg_path} does not describe a buildable model ({_first_line(e)})") from None
-    weights_file = weights[0]
-    try:
-        if weights_file.suffix == ".h5":
-            net.load_weights(str(weights_file))
-        else:
-            import tf_keras as keras
-
-            from kws_tf import model as model_lib
-
-            loaded = keras.models.load_model(str(weights_file), custom_objects=model_lib.custom_objects(),
-                                             compile=False)
-            net.set_weights(loaded.get_weights())
-    except Exception as e:
-        raise ExportError(f"cannot load weights from {weights_file}: corrupt or not this model's "
-                          f"({_first_line(e)})") from None
-    return TrainedModel(net, run_config, normalization, model_dir, weights_file)
+        return int8_gate.saturate_gate(model_bytes)
+    except int8_gate.GateRewriteError as e:
+        raise ExportError(f"secant gate: {e}") from None
 
 
-def _first_line(e: BaseException) -> str:
-    text = str(e).strip()
-    return (text.splitlines()[0][:300] if text else type(e).__name__)
+def model_lib_is_sparknet(net) -> bool:
+    return any(type(layer).__name__ == "RelaxedBernoulliGate" for layer in net.layers)
 
 
-# --------------------------------------------------------------------------- features
+def _step_scores(step_obj, audio, norm, in_q, out_q) -> np.ndarray:
+    from kws_tf import step_clips
 
-def device_features(audio: np.ndarray, normalization: features.Normalization) -> np.ndarray:
-    """Normalised MFCC `[N, 1, T, 32]` float32 of int16 clips `[N, samples]`, as the device computes them
-    (NumPy reference front-end, then `Normalization.apply_np`)."""
-    out = np.empty((len(audio), 1, features.NUM_FRAMES, features.NUM_MFCC), np.float32)
-    for i, pcm in enumerate(audio):
-        out[i, 0] = normalization.apply_np(features.mfcc_np(features.fix_length(pcm)))
-    return out
-
-
-def calibration_indices(n: int, count: int, seed: int = 0) -> np.ndarray:
-    """A fixed random subset (sorted) of `count` of `n` training clips."""
-    if count >= n:
-        return np.arange(n)
-    return np.sort(np.random.default_rng(seed).permutation(n)[:count])
-
-
-# --------------------------------------------------------------------------- checks
-
-def _predict_keras(net, x: np.ndarray) -> np.ndarray:
-    from kws_tf.tflm import quiet_stderr
-
-    with quiet_stderr():  # tf.data's "NodeDef mentions attribute ..." notes on fd 2
-        return np.asarray(net.predict(x, batch_size=256, verbose=0)).reshape(len(x), -1)
-
-
-def _accuracy(pred: np.ndarray, y: np.ndarray) -> float:
-    return float(np.mean(pred == y)) if len(y) else float("nan")
-
-
-def verify_int8(model_bytes: bytes, x_calibration: np.ndarray, micro_ops: dict, per_channel_dense: bool = True,
-                what: str = "int8 model"):
-    """Structural and TFLM checks; returns (ModelInfo, input quant, output quant). Raises ExportError."""
-    from kws_tf import tflite_tools, tflm
-
-    info = tflite_tools.inspect_model(model_bytes)
-    problems = tflite_tools.int8_problems(info, per_channel_dense=per_channel_dense)
-    if problems:
-        raise ExportError(f"{what} is not fully int8: {problems[0]}"
-                          + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""))
-    problems = tflite_tools.micro_problems(info, micro_ops)
-    if problems:
-        raise ExportError(f"{what} cannot run on the device: {problems[0]}")
-    want = (1, 1, features.NUM_FRAMES, features.NUM_MFCC)
-    if tuple(info.input.shape) != want:
-        raise ExportError(f"{what} input shape {tuple(info.input.shape)} does not match the front-end {want}")
-    in_q, out_q = tflite_tools.quant_params(info.input), tflite_tools.quant_params(info.output)
-    xq = features.quantize_np(x_calibration, *in_q)
-    try:
-        got = tflm.TflmRunner(model_bytes).run(xq)
-    except tflm.TflmError as e:
-        raise ExportError(f"{what}: {e}") from None
-    ref = tflite_tools.run_tflite(model_bytes, xq, reference=True)
-    if got.shape != ref.shape or not np.array_equal(got, ref):
-        bad = int(np.sum(np.any(got.reshape(len(xq), -1) != ref.reshape(len(xq), -1), axis=1)))
-        raise ExportError(f"{what}: TFLM output differs from the TFLite reference kernels on {bad} of "
-                          f"{len(xq)} calibration clips")
-    return info, in_q, out_q
-
-
-def _int8_scores(model_bytes: bytes, x: np.ndarray, in_q, out_q) -> np.ndarray:
-    from kws_tf import tflm
-
-    raw = tflm.TflmRunner(model_bytes).run(features.quantize_np(x, *in_q)).reshape(len(x), -1)
+    raw = step_clips.step_scores(step_obj.model_bytes, audio, norm, in_q[0], in_q[1], step_obj.delay_frames,
+                                 context="silence")
     return features.dequantize_np(raw, *out_q)
-
-
-def _gate_thresholds(name: str, float_pred, int8_pred, y, min_agreement: float, max_drop: float) -> dict:
-    agreement = float(np.mean(float_pred == int8_pred))
-    fa, ia = _accuracy(float_pred, y), _accuracy(int8_pred, y)
-    drop = 100.0 * (fa - ia)
-    if agreement < min_agreement:
-        raise ExportError(f"{name}: int8 top-1 agrees with float on {100 * agreement:.2f}% of {len(y)} evaluation "
-                          f"clips, below --min_agreement={min_agreement:g} "
-                          "(try --qat_epochs=10, or lower the threshold)")
-    if drop > max_drop:
-        raise ExportError(f"{name}: int8 accuracy {100 * ia:.2f}% is {drop:.2f} points below float "
-                          f"{100 * fa:.2f}% (--max_accuracy_drop={max_drop:g}; try --qat_epochs=10)")
-    return {"agreement": agreement, "float_accuracy": fa, "int8_accuracy": ia, "accuracy_drop_points": drop}
 
 
 def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
-
-
-# --------------------------------------------------------------------------- output folder
-
-def _check_out_dir(out: pathlib.Path, overwrite: bool):
-    if out.exists():
-        if not out.is_dir():
-            raise ExportError(f"output {out} exists and is not a folder")
-        if any(out.iterdir()) and not overwrite:
-            raise ExportError(f"output folder {out} already exists; pass --overwrite to replace it")
-
-
-def _publish(tmp: pathlib.Path, out: pathlib.Path):
-    """Move the finished temporary folder into place (replacing `out`)."""
-    if out.exists():
-        old = out.parent / f".{out.name}.old-{os.getpid()}"
-        shutil.rmtree(old, ignore_errors=True)
-        os.replace(out, old)
-        try:
-            os.replace(tmp, out)
-        except BaseException:
-            os.replace(old, out)
-            raise
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(tmp, out)
 
 
 # --------------------------------------------------------------------------- export
@@ -258,12 +112,18 @@ def export_model(
     per_channel_dense: bool = True,
     timing_repeats: int = 50,
     micro_ops: dict | None = None,
+    gate: str = DEFAULT_GATE,
+    step_model: bool = True,
     log=print,
 ) -> dict:
     """Export `model_dir` into `out_dir` (default `export/<basename>`); returns the report dict.
 
     `data_dir` overrides the folder of a folder-sourced run (the data moved).
     `micro_ops` (default `tflite_tools.MICRO_OPS`) is the op list the device registers.
+    `gate`: "secant" (default; free in int8, see `kws_tf.gates.secant_gate`) or "tanh" (the
+    paper's inference gate, TANH + ADD + MINIMUM in int8); SparkNet only.
+    `step_model`: also write the per-frame step model (`kws_tf.step_graph`); a model whose
+    graph cannot stream gets none, with the reason in the report.
     Raises ExportError (one line) for anything the user must fix.
     """
     from kws_tf import tflite_tools, tflm
@@ -278,12 +138,14 @@ def export_model(
         raise ExportError("--qat_epochs must be >= 0")
     if not 0.0 <= min_agreement <= 1.0:
         raise ExportError("--min_agreement must be a fraction in [0, 1]")
+    if gate not in tflite_tools.GATES:
+        raise ExportError(f"unknown gate {gate!r}; choose one of {', '.join(tflite_tools.GATES)}")
     micro_ops = tflite_tools.MICRO_OPS if micro_ops is None else micro_ops
     model_dir = pathlib.Path(model_dir)
     out = pathlib.Path(out_dir) if out_dir else pathlib.Path("export") / model_dir.resolve().name
     _check_out_dir(out, overwrite)
     t_start = time.perf_counter()
-    steps = 7 if qat_epochs else 6
+    steps = (7 if qat_epochs else 6) + (1 if step_model else 0)
 
     def step(i, msg):
         log(f"[{i}/{steps}] {msg}")
@@ -320,6 +182,9 @@ def export_model(
 
     # 3. deploy graph + float flatbuffer
     step(3, "deploy graph and float flatbuffer")
+    has_gate = any(type(layer).__name__ == "RelaxedBernoulliGate" for layer in net.layers)
+    if not has_gate:
+        gate = "none"
     try:
         deploy = tflite_tools.deploy_model(net)
     except tflite_tools.ConversionError as e:
@@ -329,6 +194,17 @@ def export_model(
     deploy_diff = float(np.max(np.abs(_predict_keras(deploy, x_eval[:64]) - float_scores[:64])))
     if not deploy_diff <= 1e-3 * (1.0 + float(np.max(np.abs(float_scores[:64])))):
         raise ExportError(f"the deploy graph differs from the trained model by {deploy_diff:g} (a bug in deploy_model)")
+    gate_report = {"gate": gate}
+    if gate == "secant":
+        # The paper's gate is what was trained; the secant gate approximates it (see gates.py).
+        deploy = tflite_tools.deploy_model(net, gate="secant")
+        secant_pred = _predict_keras(deploy, x_eval).argmax(-1)
+        gate_report.update({"tanh_float_accuracy": _accuracy(float_pred, y_eval),
+                            "secant_float_accuracy": _accuracy(secant_pred, y_eval),
+                            "secant_float_agreement": float(np.mean(secant_pred == float_pred))})
+        log(f"      secant gate: float accuracy {100 * gate_report['secant_float_accuracy']:.2f}% "
+            f"(tanh gate {100 * gate_report['tanh_float_accuracy']:.2f}%, top-1 agreement "
+            f"{100 * gate_report['secant_float_agreement']:.2f}%)")
     try:
         float_bytes = tflite_tools.convert_float(deploy)
     except tflite_tools.ConversionError as e:
@@ -342,7 +218,7 @@ def export_model(
     # 4. PTQ int8
     step(4, f"int8 conversion (post-training, calibrated on {len(x_cal)} clips) and checks")
     try:
-        ptq_bytes = tflite_tools.convert_int8(deploy, x_cal, per_channel_dense=per_channel_dense)
+        ptq_bytes = _gate_form(tflite_tools.convert_int8(deploy, x_cal, per_channel_dense=per_channel_dense), gate)
     except tflite_tools.ConversionError as e:
         raise ExportError(str(e)) from None
     info, in_q, out_q = verify_int8(ptq_bytes, x_cal, micro_ops, per_channel_dense, "PTQ int8 model")
@@ -352,7 +228,7 @@ def export_model(
         f"PTQ int8 {100 * ptq_stats['int8_accuracy']:.2f}%, "
         f"top-1 agreement {100 * ptq_stats['agreement']:.2f}% ({len(y_eval)} {eval_split} clips)")
 
-    chosen, chosen_bytes, qat_report = "ptq", ptq_bytes, None
+    chosen, chosen_bytes, chosen_pred, qat_report = "ptq", ptq_bytes, ptq_pred, None
     if qat_epochs:
         step(5, f"quantisation-aware fine-tuning ({qat_epochs} epoch(s))")
         from kws_tf import qat as qat_lib
@@ -364,11 +240,12 @@ def export_model(
             history = qat_lib.fine_tune(qmodel, dataset, norm, run_config, qat_epochs, lr=qat_lr,
                                         batch_size=qat_batch_size, log=lambda m: log(f"    {m}"))
             qat_fq_pred = _predict_keras(qmodel, x_eval).argmax(-1)
-            deploy_qat = tflite_tools.deploy_model(net)
+            deploy_qat = tflite_tools.deploy_model(net, gate="secant" if gate == "secant" else "tanh")
             qat_lib.copy_back(qmodel, deploy_qat)
             qat_float_pred = _predict_keras(deploy_qat, x_eval).argmax(-1)
         try:
-            qat_bytes = tflite_tools.convert_int8(deploy_qat, x_cal, per_channel_dense=per_channel_dense)
+            qat_bytes = _gate_form(tflite_tools.convert_int8(deploy_qat, x_cal, per_channel_dense=per_channel_dense),
+                                   gate)
         except tflite_tools.ConversionError as e:
             raise ExportError(f"QAT model: {e}") from None
         info, in_q, out_q = verify_int8(qat_bytes, x_cal, micro_ops, per_channel_dense, "QAT int8 model")
@@ -389,7 +266,7 @@ def export_model(
         log(f"      QAT float {100 * qat_report['float_accuracy']:.2f}%, "
             f"QAT int8 {100 * qat_report['int8_accuracy']:.2f}% "
             f"(PTQ int8 {100 * ptq_stats['int8_accuracy']:.2f}%)")
-        chosen, chosen_bytes = "qat", qat_bytes
+        chosen, chosen_bytes, chosen_pred = "qat", qat_bytes, qat_pred
         # Fidelity of the conversion: QAT int8 vs the float weights it was converted from;
         # accuracy: QAT int8 vs the trained float model.
         gate = _gate_thresholds("QAT int8 model", qat_float_pred, qat_pred, y_eval, min_agreement, np.inf)
@@ -403,7 +280,7 @@ def export_model(
         gate = _gate_thresholds("PTQ int8 model", float_pred, ptq_pred, y_eval, min_agreement, max_accuracy_drop)
 
     # TFLM arena and timing
-    step(steps - 1, "TFLM arena (binary search) and host invoke time")
+    step(steps - (2 if step_model else 1), "TFLM arena (binary search) and host invoke time")
     try:
         arena_min = tflm.min_arena_bytes(chosen_bytes)
         arena_device = tflm.device_arena_bytes(arena_min)
@@ -414,16 +291,47 @@ def export_model(
     log(f"      int8 {len(chosen_bytes):,} B, float {len(float_bytes):,} B, arena {arena_min:,} B on this host "
         f"(kArenaBytes {arena_device:,}), invoke median {invoke_ms:.3f} ms")
 
+    step_bytes, step_report = None, None
+    if step_model:
+        step(steps - 1, "per-frame step model (derive, TFLM == reference, gate proof, arena)")
+        try:
+            step_obj, step_report = build_step_model(chosen_bytes, x_cal, in_q, micro_ops, timing_repeats)
+        except ExportError as e:
+            if model_lib_is_sparknet(net):
+                raise
+            step_report = {"skipped": str(e)}
+            log(f"      {e} (the windowed model is exported alone)")
+        else:
+            step_bytes = step_obj.model_bytes
+            step_pred = _step_scores(step_obj, eval_set.audio, norm, in_q, out_q).argmax(-1)
+            step_report["eval"] = {
+                "context": "silence", "clips": int(len(y_eval)), "split": eval_split,
+                "int8_accuracy": _accuracy(step_pred, y_eval),
+                "windowed_int8_accuracy": _accuracy(chosen_pred, y_eval),
+                "agreement_with_windowed_int8": float(np.mean(step_pred == chosen_pred)),
+            }
+            log(f"      step model: {len(step_obj.ops)} ops, delay {step_obj.delay_frames} frames "
+                f"({10 * step_obj.delay_frames} ms), state {step_obj.state_bytes:,} B, "
+                f"{step_report['checks']['gate_frames_equal']} gate frames equal to the windowed model's, "
+                f"arena {step_report['arena_bytes_min_host']:,} B, step {step_report['tflm_step_ms_median_host']:.3f} ms "
+                f"on this host; accuracy {100 * step_report['eval']['int8_accuracy']:.2f}% (clips in silence; "
+                f"windowed {100 * step_report['eval']['windowed_int8_accuracy']:.2f}%)")
+
     # C++ and files
     step(steps, f"writing {out}")
     from kws_tf import codegen
 
-    ops = tuple(tflite_tools.used_micro_ops(info, micro_ops))
-    model_name = f"{trained.model_dir.resolve().name} ({net.name}, {chosen.upper()} int8)"
+    step_info = tflite_tools.inspect_model(step_bytes) if step_bytes else None
+    used = set(info.ops) | set(step_info.ops if step_info else ())
+    ops = tuple(op for op in micro_ops if op in used)
+    model_name = f"{trained.model_dir.resolve().name} ({net.name}, {chosen.upper()} int8, {gate} gate)"
     settings_h = codegen.render_frontend_header(
         norm, input_scale=in_q[0], input_zero_point=in_q[1], labels=labels.LABELS, ops=ops,
         arena_bytes=arena_device, model_name=model_name, output_scale=out_q[0], output_zero_point=out_q[1],
-        output_is_logits=True)
+        output_is_logits=True,
+        step_model=None if step_bytes is None else {
+            "delay_frames": step_report["delay_frames"], "num_states": step_report["num_states"],
+            "arena_bytes": step_report["arena_bytes_settings"]})
     data_h, data_cc = codegen.render_model_data(chosen_bytes, name="g_model")
     files = {
         "model_int8.tflite": chosen_bytes,
@@ -433,9 +341,15 @@ def export_model(
         "kws_settings.h": settings_h.encode(),
         "normalization.json": (json.dumps(norm.to_dict(), indent=2, sort_keys=True) + "\n").encode(),
     }
+    if step_bytes is not None:
+        step_h, step_cc = codegen.render_model_data(step_bytes, name="g_step_model")
+        files.update({"model_step_int8.tflite": step_bytes, "model_step_data.h": step_h.encode(),
+                      "model_step_data.cc": step_cc.encode()})
     report = {
         "model": net.name,
         "model_dir": str(trained.model_dir.resolve()),
+        "gate": gate_report,
+        "step_model": step_report,
         "weights": trained.weights_file.name,
         "exported": chosen,
         "params": model_lib.count_params(net),
@@ -511,74 +425,6 @@ def _versions() -> dict:
     return out
 
 
-# --------------------------------------------------------------------------- consumers
-
-@dataclasses.dataclass
-class Exported:
-    """An export folder: the int8 model and what the device needs to feed it."""
-
-    folder: pathlib.Path
-    model_bytes: bytes
-    normalization: features.Normalization
-    input_scale: float
-    input_zero_point: int
-    output_scale: float
-    output_zero_point: int
-    labels: tuple
-    report: dict | None
-
-    def prepare(self, pcm: np.ndarray) -> np.ndarray:
-        """int16 clip(s) `[samples]` or `[N, samples]` -> int8 model input `[N, 1, T, 32]` (device front-end)."""
-        pcm = np.asarray(pcm)
-        if pcm.ndim == 1:
-            pcm = pcm[None]
-        return features.quantize_np(device_features(pcm, self.normalization), self.input_scale,
-                                    self.input_zero_point)
-
-    def run_tflm(self, x_int8: np.ndarray) -> np.ndarray:
-        """Raw int8 outputs `[N, classes]` from the TFLM interpreter."""
-        from kws_tf import tflm
-
-        return tflm.TflmRunner(self.model_bytes).run(x_int8).reshape(len(x_int8), -1)
-
-    def scores(self, x_int8: np.ndarray) -> np.ndarray:
-        return features.dequantize_np(self.run_tflm(x_int8), self.output_scale, self.output_zero_point)
-
-
-def load_export(folder) -> Exported:
-    """Read an export folder written by `export_model`."""
-    from kws_tf import tflite_tools
-
-    folder = pathlib.Path(folder)
-    path = folder / "model_int8.tflite"
-    if not path.is_file():
-        raise ExportError(f"{folder} holds no model_int8.tflite")
-    model_bytes = path.read_bytes()
-    try:
-        info = tflite_tools.inspect_model(model_bytes)
-        in_q, out_q = tflite_tools.quant_params(info.input), tflite_tools.quant_params(info.output)
-    except tflite_tools.ConversionError as e:
-        raise ExportError(f"{path}: {e}") from None
-    norm_path = folder / "normalization.json"
-    if not norm_path.is_file():
-        raise ExportError(f"{folder} holds no normalization.json")
-    try:
-        norm = features.Normalization.from_dict(_read_json(norm_path, "normalisation"))
-    except (KeyError, TypeError, ValueError) as e:
-        raise ExportError(f"normalisation {norm_path} is invalid ({e})") from None
-    report_path = folder / "export_report.json"
-    report = _read_json(report_path, "export report") if report_path.is_file() else None
-    label_list = tuple(report["labels"]) if report and isinstance(report.get("labels"), list) else labels.LABELS
-    return Exported(folder, model_bytes, norm, in_q[0], in_q[1], out_q[0], out_q[1], label_list, report)
-
-
-def run_tflm(model_bytes: bytes, x_int8: np.ndarray) -> np.ndarray:
-    """TFLM outputs for int8 inputs `[N, *input_shape[1:]]` (re-exported from kws_tf.tflm)."""
-    from kws_tf import tflm
-
-    return tflm.run_tflm(model_bytes, x_int8)
-
-
 # --------------------------------------------------------------------------- CLI
 
 def define_flags():
@@ -598,6 +444,10 @@ def define_flags():
     flags.DEFINE_bool("per_channel_dense", True, "Per-channel weights for FULLY_CONNECTED too (if any).")
     flags.DEFINE_integer("timing_repeats", 50, "TFLM invokes timed for the median.")
     flags.DEFINE_bool("overwrite", False, "Replace an existing output folder.")
+    flags.DEFINE_enum("gate", DEFAULT_GATE, ["secant", "tanh"], "SparkNet's inference gate in int8: 'secant' "
+                      "(clip(s*h + 0.5, 0, 1) folded into the head convolution: no op at all) or 'tanh' (the "
+                      "paper's clip(tanh(h) + 0.5, 0, 1): TANH, ADD, MINIMUM).")
+    flags.DEFINE_bool("step_model", True, "Also write the per-frame step model (model_step_int8.tflite).")
     flags.DEFINE_string("selftest_clips", None, "Folder with the micro_speech test clips (yes_1000ms.wav, ...): "
                         "also write selftest_data.h/.cc for the board's `t` self-test.")
 
@@ -625,7 +475,8 @@ def main(argv):
                      overwrite=FLAGS.overwrite, eval_split=FLAGS.eval_split, min_agreement=FLAGS.min_agreement,
                      max_accuracy_drop=FLAGS.max_accuracy_drop, qat_lr=FLAGS.qat_lr,
                      qat_batch_size=FLAGS.qat_batch_size, per_channel_dense=FLAGS.per_channel_dense,
-                     timing_repeats=FLAGS.timing_repeats, log=lambda m: print(m, flush=True))
+                     timing_repeats=FLAGS.timing_repeats, gate=FLAGS.gate, step_model=FLAGS.step_model,
+                     log=lambda m: print(m, flush=True))
         if FLAGS.selftest_clips:
             from kws_tf import selftest_data, simulate
 

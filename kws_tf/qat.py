@@ -120,10 +120,10 @@ def quantize_model(deploy):
     """tfmot QAT model of a `deploy_model` graph (weights copied from it)."""
     import tf_keras as keras
 
-    from kws_tf.tflite_tools import deploy_gate_class
+    from kws_tf.tflite_tools import deploy_gate_class, secant_gate_class
 
     Q = _tfmot().quantization.keras
-    gate_cls, qc_cls, dw_cls = deploy_gate_class(), _gate_qc(), _dw_qc()
+    gate_cls, qc_cls, dw_cls = (deploy_gate_class(), secant_gate_class()), _gate_qc(), _dw_qc()
 
     def annotate(layer):
         if isinstance(layer, gate_cls):
@@ -133,7 +133,7 @@ def quantize_model(deploy):
         return Q.quantize_annotate_layer(layer)
 
     annotated = keras.models.clone_model(deploy, clone_function=annotate)
-    with Q.quantize_scope({"DeployGate": gate_cls, "GateQuantizeConfig": qc_cls,
+    with Q.quantize_scope({"DeployGate": gate_cls[0], "SecantDeployGate": gate_cls[1], "GateQuantizeConfig": qc_cls,
                            "DepthwisePerChannelQuantizeConfig": dw_cls}):
         qat = Q.quantize_apply(annotated)
     # clone_model + quantize_apply carry the weights; make sure (it is cheap).

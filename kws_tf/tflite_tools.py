@@ -50,6 +50,7 @@ import numpy as np
 MICRO_OPS: dict[str, str] = {
     "ADD": "AddAdd",
     "AVERAGE_POOL_2D": "AddAveragePool2D",
+    "CONCATENATION": "AddConcatenation",
     "CONV_2D": "AddConv2D",
     "DEPTHWISE_CONV_2D": "AddDepthwiseConv2D",
     "FULLY_CONNECTED": "AddFullyConnected",
@@ -63,6 +64,7 @@ MICRO_OPS: dict[str, str] = {
     "RELU6": "AddRelu6",
     "RESHAPE": "AddReshape",
     "SOFTMAX": "AddSoftmax",
+    "SPLIT_V": "AddSplitV",
     "TANH": "AddTanh",
 }
 
@@ -107,13 +109,12 @@ def _secant_gate_class():
 
     @keras.utils.register_keras_serializable(package="kws_tf_export")
     class SecantDeployGate(RelaxedBernoulliGate):
-        """Inference gate `min(relu(x), 1)` on x = s*h + 0.5 (folded into the head convolution
-        by `deploy_model(gate="secant")`). Only for deploy graphs: it is not the training gate."""
+        """Gate `min(relu(x), 1)` on x = s*h + 0.5 (folded into the head convolution by
+        `deploy_model(gate="secant")`). For deploy graphs only: it is not the training gate."""
 
-        def call(self, x, training=None):
-            if training:
-                raise ValueError("the secant deploy gate is for inference only")
-            return tf.minimum(tf.nn.relu(x), 1.0)
+        def call(self, mu, training=None):
+            # The same in training: QAT fine-tunes the deploy graph without the gate's noise.
+            return tf.minimum(tf.nn.relu(mu), 1.0)
 
     return SecantDeployGate
 
@@ -526,17 +527,19 @@ def inspect_model(model_bytes: bytes) -> ModelInfo:
 _WEIGHT_OPS = {"CONV_2D": 0, "DEPTHWISE_CONV_2D": 3, "FULLY_CONNECTED": 0}
 
 
-def int8_problems(info: ModelInfo, per_channel_dense: bool = True) -> list[str]:
+def int8_problems(info: ModelInfo, per_channel_dense: bool = True, multi_io: bool = False) -> list[str]:
     """Why the model is not fully int8 (empty list: it is).
 
-    int8 input and output, every activation int8, int32 only for biases, no float
-    tensor, no QUANTIZE/DEQUANTIZE, per-channel weights.
+    int8 inputs and outputs, every activation int8, int32 only for biases and shape/axis
+    operands, no float tensor, no QUANTIZE/DEQUANTIZE, per-channel weights. `multi_io`:
+    more than one input and output are expected (a step model's state).
     """
     problems = []
-    for idx, role in ((info.inputs[0], "input"), (info.outputs[0], "output")):
+    roles = [(i, "input") for i in info.inputs] + [(o, "output") for o in info.outputs]
+    for idx, role in roles if multi_io else roles[:1] + [(info.outputs[0], "output")]:
         if info.tensors[idx].dtype != "INT8":
             problems.append(f"model {role} is {info.tensors[idx].dtype}, not INT8")
-    if len(info.inputs) != 1 or len(info.outputs) != 1:
+    if not multi_io and (len(info.inputs) != 1 or len(info.outputs) != 1):
         problems.append(f"expected one input and one output, got {len(info.inputs)} and {len(info.outputs)}")
     for op in ("QUANTIZE", "DEQUANTIZE"):
         if op in info.ops:
@@ -548,6 +551,8 @@ def int8_problems(info: ModelInfo, per_channel_dense: bool = True) -> list[str]:
     for name, ins, _ in info.op_io:
         if name in ("MEAN", "RESHAPE", "SUM") and len(ins) > 1:
             bias_like.add(ins[1])  # axis / shape operands are int32 by definition
+        if name == "SPLIT_V":
+            bias_like.update(ins[1:3])  # size_splits and axis
     for t in info.tensors:
         if t.dtype == "INT8":
             if not t.scales:
