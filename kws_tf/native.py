@@ -9,7 +9,9 @@ model's normalisation and quantisation without generating anything.
     fe = NativeFrontend(norm, input_scale, input_zero_point)
     q, mfcc = fe.features_for_clip(audio)      # == features.mfcc_np framing
     rec = NativeRecognizer(detection_threshold=200)
-    app = NativeApp(norm, scale, zp, run_fn)   # the whole device loop
+    app = NativeApp(norm, scale, zp, run_fn)   # the whole device loop (windowed model)
+    app = NativeApp(norm, scale, zp, step_fn, model_input="frame", step_delay_frames=35,
+                    reset_fn=runner.reset)     # ... with a per-frame step model
 
 The library is built on first use with CMake into `micro_app/build-host/`
 (`build()`); set `KWS_CORE_LIB` to use an already built library instead.
@@ -36,6 +38,11 @@ BUILD_DIR = MICRO_APP / "build-host"
 LIB_NAME = "libkws_core.dylib" if sys.platform == "darwin" else "libkws_core.so"
 
 Recognition = collections.namedtuple("Recognition", "found label score is_new_command")
+
+# kws_c_api.h KWS_C_API_VERSION this module is written for.
+C_API_VERSION = 2
+# kws_c_api.h KWS_MODEL_INPUT_* (kws::ModelInput).
+MODEL_INPUTS = {"window": 0, "frame": 1}
 
 _i32 = ctypes.c_int32
 _u32 = ctypes.c_uint32
@@ -73,6 +80,7 @@ class _AppConfig(ctypes.Structure):
     _fields_ = [
         ("inference_every_frames", _i32), ("wait_for_full_window", _i32),
         ("bench_window", _i32), ("bench_report_every", _i32), ("selftest_tail_ms", _i32),
+        ("model_input", _i32), ("step_delay_frames", _i32),
         ("output_scale", ctypes.c_float), ("output_zero_point", _i32),
         ("output_is_logits", _i32), ("arena_bytes", _u32),
         ("recognizer", _RecognizerConfig),
@@ -80,11 +88,13 @@ class _AppConfig(ctypes.Structure):
 
 
 _RUN_FN = ctypes.CFUNCTYPE(_i32, ctypes.c_void_p, _i8p, _i8p)
+_RESET_FN = ctypes.CFUNCTYPE(None, ctypes.c_void_p)
 _REPORT_FN = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_char_p)
 
 RECOGNIZER_FIELDS = tuple(name for name, _ in _RecognizerConfig._fields_)
 APP_FIELDS = ("inference_every_frames", "wait_for_full_window", "bench_window",
-              "bench_report_every", "selftest_tail_ms")
+              "bench_report_every", "selftest_tail_ms", "model_input", "step_delay_frames")
+COUNTERS = ("frames", "inferences", "audio_ms", "invoke_errors", "recognitions")
 
 
 # ------------------------------------------------------------------ building
@@ -148,16 +158,22 @@ def load_library() -> ctypes.CDLL:
         "kws_scores_from_output": (None, [_i8p, _i32, ctypes.c_float, _i32, _i32, _u8p]),
         "kws_app_default_config": (None, [ctypes.POINTER(_AppConfig)]),
         "kws_app_create": (ctypes.c_void_p, [ctypes.POINTER(_FrontendParams), ctypes.POINTER(_AppConfig),
-                                             ctypes.POINTER(ctypes.c_char_p), _RUN_FN, _REPORT_FN,
-                                             ctypes.c_void_p]),
+                                             ctypes.POINTER(ctypes.c_char_p), _RUN_FN, _RESET_FN,
+                                             _REPORT_FN, ctypes.c_void_p]),
         "kws_app_destroy": (None, [ctypes.c_void_p]),
         "kws_app_reset": (None, [ctypes.c_void_p]),
         "kws_app_process": (None, [ctypes.c_void_p, _i16p, _i32]),
         "kws_app_report_bench": (None, [ctypes.c_void_p]),
         "kws_app_self_test": (_i32, [ctypes.c_void_p, _i16p, _i32, _i32p, _i32]),
-        "kws_app_counters": (None, [ctypes.c_void_p, ctypes.POINTER(_u32)]),
+        "kws_app_counters": (_i32, [ctypes.c_void_p, ctypes.POINTER(_u32), _i32]),
         "kws_app_last": (None, [ctypes.c_void_p, ctypes.POINTER(_Recognition), _u8p]),
     }
+    lib.kws_c_api_version.restype = _i32
+    lib.kws_c_api_version.argtypes = []
+    version = lib.kws_c_api_version()
+    if version != C_API_VERSION:
+        raise RuntimeError(f"{path} has C API version {version}, kws_tf.native needs {C_API_VERSION}: "
+                           "rebuild it (delete micro_app/build-host, or unset KWS_CORE_LIB)")
     for name, (restype, argtypes) in sig.items():
         fn = getattr(lib, name)
         fn.restype = restype
@@ -314,30 +330,50 @@ def scores_from_output(output, scale: float, zero_point: int, is_logits: bool) -
 
 # ------------------------------------------------------------------ whole app
 
+def model_input_code(value) -> int:
+    """'window' / 'frame' (or 0 / 1) -> the C API's KWS_MODEL_INPUT_* value."""
+    if isinstance(value, str):
+        if value not in MODEL_INPUTS:
+            raise ValueError(f"model_input must be one of {sorted(MODEL_INPUTS)}, got {value!r}")
+        return MODEL_INPUTS[value]
+    if int(value) not in MODEL_INPUTS.values():
+        raise ValueError(f"model_input must be one of {sorted(MODEL_INPUTS)}, got {value!r}")
+    return int(value)
+
+
 class NativeApp:
     """The device's whole loop (kws_app.h) with a Python model runner.
 
-    `run_fn(window)` gets the int8 `(NUM_FRAMES, NUM_MFCC)` window and returns
-    the int8 model output (`num_classes` values). Report lines (`KWS ...`,
-    `BENCH ...`, `SELFTEST ...`, `ERROR ...`) collect in `lines`; timestamps in
-    them are audio time since the last reset, BENCH timings are host timings.
+    `model_input="window"` (default): `run_fn(window)` gets the int8
+    `(NUM_FRAMES, NUM_MFCC)` window every `inference_every_frames` frames.
+    `model_input="frame"`: `run_fn(frame)` gets the newest int8 frame
+    (`NUM_MFCC` values) on every 10 ms hop (a stateful step model);
+    `step_delay_frames` is the model's look-ahead (scores before
+    `NUM_FRAMES + step_delay_frames` frames are warm-up and skip the
+    recogniser) and `reset_fn()` is called whenever the app resets (creation,
+    `reset`, `self_test`), to put the model's state back to its start.
+    Either way `run_fn` returns the int8 model output (`num_classes` values).
+    Report lines (`KWS ...`, `BENCH ...`, `SELFTEST ...`, `ERROR ...`) collect
+    in `lines`; timestamps in them are audio time since the last reset, BENCH
+    timings are host timings.
     """
 
     def __init__(self, normalization: features.Normalization, input_scale: float, input_zero_point: int,
                  run_fn, *, labels=labels_lib.LABELS, output_scale: float = codegen.DEFAULT_OUTPUT_SCALE,
                  output_zero_point: int = codegen.DEFAULT_OUTPUT_ZERO_POINT, output_is_logits: bool = False,
-                 arena_bytes: int = 0, recognizer: dict | None = None, **app_config):
+                 arena_bytes: int = 0, recognizer: dict | None = None, reset_fn=None, **app_config):
         self._lib = load_library()
         self.lines: list[str] = []
         self._error: BaseException | None = None
         self._run_fn = run_fn
+        self._reset_fn = reset_fn
         labels = tuple(labels)
         cfg = _AppConfig()
         self._lib.kws_app_default_config(ctypes.byref(cfg))
         for key, value in app_config.items():
             if key not in APP_FIELDS:
                 raise ValueError(f"unknown app option {key!r}; known: {APP_FIELDS}")
-            setattr(cfg, key, int(value))
+            setattr(cfg, key, model_input_code(value) if key == "model_input" else int(value))
         rec = dict(recognizer or {})
         rec.setdefault("num_classes", len(labels))
         rec.setdefault("silence_index", labels.index(labels_lib.SILENCE) if labels_lib.SILENCE in labels else -1)
@@ -350,19 +386,32 @@ class NativeApp:
         self.config = cfg
         self.labels = labels
         self._num_classes = len(labels)
+        self.frame_mode = cfg.model_input == MODEL_INPUTS["frame"]
+        self._input_shape = ((features.NUM_MFCC,) if self.frame_mode
+                             else (features.NUM_FRAMES, features.NUM_MFCC))
         params = _Params(normalization, input_scale, input_zero_point)
         label_array = (ctypes.c_char_p * len(labels))(*[s.encode("ascii") for s in labels])
         self._run_cb = _RUN_FN(self._on_run)  # kept referenced: C holds the pointers
+        self._reset_cb = _RESET_FN(self._on_reset)
         self._report_cb = _REPORT_FN(self._on_report)
         self._handle = self._lib.kws_app_create(ctypes.byref(params.struct), ctypes.byref(cfg), label_array,
-                                                self._run_cb, self._report_cb, None)
+                                                self._run_cb, self._reset_cb, self._report_cb, None)
+        self._check()
         if not self._handle:
             raise ValueError("the C++ core rejected this app configuration")
 
+    def _on_reset(self, _user) -> None:
+        try:
+            if self._reset_fn is not None:
+                self._reset_fn()
+        except BaseException as e:  # re-raised in Python once the C call returns
+            self._error = self._error or e
+
     def _on_run(self, _user, input_ptr, output_ptr) -> int:
         try:
-            window = np.ctypeslib.as_array(input_ptr, shape=(features.NUM_FRAMES * features.NUM_MFCC,))
-            out = np.asarray(self._run_fn(window.reshape(features.NUM_FRAMES, features.NUM_MFCC).copy()))
+            size = int(np.prod(self._input_shape))
+            data = np.ctypeslib.as_array(input_ptr, shape=(size,))
+            out = np.asarray(self._run_fn(data.reshape(self._input_shape).copy()))
             out = out.reshape(-1)
             if out.size != self._num_classes:
                 raise ValueError(f"run_fn returned {out.size} values, expected {self._num_classes}")
@@ -391,6 +440,7 @@ class NativeApp:
 
     def reset(self) -> None:
         self._lib.kws_app_reset(self._handle)
+        self._check()
 
     def report_bench(self) -> str:
         self._lib.kws_app_report_bench(self._handle)
@@ -407,9 +457,11 @@ class NativeApp:
 
     @property
     def counters(self) -> dict:
-        out = (_u32 * 4)()
-        self._lib.kws_app_counters(self._handle, out)
-        return {"frames": out[0], "inferences": out[1], "audio_ms": out[2], "invoke_errors": out[3]}
+        """frames, inferences (model runs, warm-up included), audio_ms, invoke_errors,
+        recognitions (score vectors the recogniser got)."""
+        out = (_u32 * len(COUNTERS))()
+        self._lib.kws_app_counters(self._handle, out, len(COUNTERS))
+        return dict(zip(COUNTERS, (int(v) for v in out)))
 
     def last(self) -> tuple[Recognition, np.ndarray]:
         rec = _Recognition()

@@ -297,11 +297,69 @@ def test_native_app_loop(native, normalization):
     assert counters["inferences"] == 1 + (frames - features.NUM_FRAMES) // app.config.inference_every_frames
     bench = app.report_bench()
     assert re.fullmatch(r"BENCH mfcc_us=\d+/\d+/\d+ invoke_us=\d+/\d+/\d+ frames=\d+ invokes=\d+ "
-                        r"arena=18000 overruns=0 dropped=0", bench), bench
+                        r"arena=18000 overruns=0 dropped=0 hop_us=\d+/\d+/\d+ "
+                        r"duty_pct=\d+\.\d/\d+\.\d/\d+\.\d mode=window", bench), bench
     assert app.self_test(audio, ["yes"])
     assert app.lines[-1] == "SELFTEST PASS expected=yes detected=yes"
     assert not app.self_test(audio, ["no"])
     assert app.lines[-1] == "SELFTEST FAIL expected=no detected=yes"
+
+
+class _LoudStepModel:
+    """A stateful stand-in for a step model: 'yes' while any of the 30 frames ending
+    `delay` frames before the newest is louder (c0) than the first frame since reset."""
+
+    def __init__(self, delay: int):
+        self.delay = delay
+        self.frames: list[np.ndarray] = []
+        self.resets = 0
+
+    def reset(self):
+        self.resets += 1
+        self.frames = []
+
+    def step(self, frame: np.ndarray) -> np.ndarray:
+        assert frame.shape == (features.NUM_MFCC,) and frame.dtype == np.int8
+        self.frames.append(frame.copy())
+        n = len(self.frames)
+        recent = self.frames[max(0, n - self.delay - 30):max(0, n - self.delay)]
+        loud = any(f[0] > self.frames[0][0] for f in recent)
+        out = np.full(labels_lib.NUM_CLASSES, -128, np.int8)
+        out[0 if loud else labels_lib.LABELS.index(labels_lib.SILENCE)] = 127
+        return out
+
+
+def test_native_app_frame_mode(native, normalization):
+    delay = 35
+    model = _LoudStepModel(delay)
+    app = native.NativeApp(normalization, INPUT_SCALE, INPUT_ZERO_POINT, model.step, reset_fn=model.reset,
+                           model_input="frame", step_delay_frames=delay, arena_bytes=9000)
+    assert model.resets == 1 and app.frame_mode and app.config.step_delay_frames == delay
+    sr = features.SAMPLE_RATE
+    tone = (0.5 * 32767 * np.sin(2 * np.pi * 700 * np.arange(int(0.6 * sr)) / sr)).astype(np.int16)
+    audio = np.concatenate([np.zeros(sr, np.int16), tone, np.zeros(sr, np.int16)])
+    lines = []
+    for start in range(0, audio.size, 512):
+        lines += app.process(audio[start:start + 512])
+    kws = [line for line in lines if line.startswith("KWS ")]
+    assert len(kws) == 1 and re.fullmatch(r"KWS yes score=\d+ t=\d+", kws[0]), lines
+    assert 1000 + 10 * delay < int(kws[0].split("t=")[1]) < 1100 + 10 * delay
+    frames = 1 + (audio.size - 200) // 160
+    c = app.counters
+    assert c["frames"] == c["inferences"] == len(model.frames) == frames
+    assert c["recognitions"] == frames - (features.NUM_FRAMES + delay) + 1
+    # The model saw the front-end's frames, one per hop.
+    fe = native.NativeFrontend(normalization, INPUT_SCALE, INPUT_ZERO_POINT)
+    q, _ = fe.feed(audio)
+    np.testing.assert_array_equal(np.stack(model.frames), q)
+    assert re.fullmatch(r"BENCH .* hop_us=\d+/\d+/\d+ duty_pct=[\d.]+/[\d.]+/[\d.]+ mode=frame",
+                        app.report_bench())
+    app.reset()
+    assert model.resets == 2 and model.frames == [] and app.counters["frames"] == 0
+    assert app.self_test(audio, ["yes"])
+    assert app.lines[-1] == "SELFTEST PASS expected=yes detected=yes"
+    with pytest.raises(ValueError, match="model_input"):
+        native.NativeApp(normalization, INPUT_SCALE, INPUT_ZERO_POINT, model.step, model_input="stream")
 
 
 def test_native_app_propagates_runner_errors(native, normalization):
@@ -347,6 +405,24 @@ def test_codegen_header_is_deterministic_and_exact(normalization):
     assert "constexpr int kArenaBytes = 18432;" in text
     assert "constexpr bool kHasOutputQuantization = true;" in text
     assert '"yes", "no", "up", "down",' in text
+
+
+def test_codegen_step_model_constants(normalization):
+    base = dict(normalization=normalization, input_scale=INPUT_SCALE, input_zero_point=INPUT_ZERO_POINT)
+    none = codegen.render_frontend_header(**base)
+    for line in ("constexpr bool kHasStepModel = false;", "constexpr int kStepDelayFrames = 0;",
+                 "constexpr int kStepNumStates = 0;", "constexpr int kStepArenaBytes = 0;"):
+        assert line in none
+    step = {"delay_frames": 35, "num_states": 9, "arena_bytes": 7520}
+    text = codegen.render_frontend_header(**base, step_model=step)
+    for line in ("constexpr bool kHasStepModel = true;", "constexpr int kStepDelayFrames = 35;",
+                 "constexpr int kStepNumStates = 9;", "constexpr int kStepArenaBytes = 7520;",
+                 "c.step_delay_frames = kStepDelayFrames;"):
+        assert line in text
+    for bad in ({"delay_frames": 35, "num_states": 9}, {**step, "delay_frames": -1}, {**step, "num_states": 0},
+                {**step, "arena_bytes": 1.5}):
+        with pytest.raises(ValueError, match="step_model"):
+            codegen.render_frontend_header(**base, step_model=bad)
 
 
 def test_codegen_float_literals_round_trip():

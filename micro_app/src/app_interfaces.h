@@ -38,9 +38,14 @@ class Clock {
 
 class ModelRunner {
  public:
-  // input: the (1, NUM_FRAMES, NUM_MFCC) int8 window, time-major.
+  // input: AppConfig::model_input kWindow: the (1, NUM_FRAMES, NUM_MFCC) int8
+  // window, time-major; kFrame: the newest int8 frame (NUM_MFCC values).
   // output: num_classes int8 values in the model's output quantisation.
+  // A stateful (step) runner advances its state by one frame per call.
   virtual bool Run(const int8_t* input, int8_t* output) = 0;
+  // Back to the initial state (a step model's state tensors at their zero
+  // points). KwsApp::Reset() calls it, so Init and SelfTest do too.
+  virtual void Reset() {}
   // Interpreter arena actually used, for the BENCH line (0 if unknown).
   virtual uint32_t arena_used_bytes() const { return 0; }
 

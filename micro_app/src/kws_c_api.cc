@@ -112,12 +112,17 @@ class HostClock : public kws::Clock {
 
 class CallbackRunner : public kws::ModelRunner {
  public:
-  CallbackRunner(kws_run_fn fn, void* user, uint32_t arena) : fn_(fn), user_(user), arena_(arena) {}
+  CallbackRunner(kws_run_fn fn, kws_reset_fn reset, void* user, uint32_t arena)
+      : fn_(fn), reset_(reset), user_(user), arena_(arena) {}
   bool Run(const int8_t* input, int8_t* output) override { return fn_(user_, input, output) != 0; }
+  void Reset() override {
+    if (reset_) reset_(user_);
+  }
   uint32_t arena_used_bytes() const override { return arena_; }
 
  private:
   kws_run_fn fn_;
+  kws_reset_fn reset_;
   void* user_;
   uint32_t arena_;
 };
@@ -146,8 +151,8 @@ struct kws_recognizer {
 };
 
 struct kws_app {
-  kws_app(kws_run_fn run, kws_report_fn report, void* user, uint32_t arena)
-      : runner(run, user, arena), reporter(report, user) {}
+  kws_app(kws_run_fn run, kws_reset_fn reset, kws_report_fn report, void* user, uint32_t arena)
+      : runner(run, reset, user, arena), reporter(report, user) {}
   OwnedTables owned;
   std::vector<std::string> label_storage;
   std::vector<const char*> labels;
@@ -255,6 +260,8 @@ void kws_app_default_config(kws_app_config* out) {
   out->bench_window = d.bench_window;
   out->bench_report_every = d.bench_report_every;
   out->selftest_tail_ms = d.selftest_tail_ms;
+  out->model_input = static_cast<int32_t>(d.model_input);
+  out->step_delay_frames = d.step_delay_frames;
   out->output_scale = d.output.scale;
   out->output_zero_point = d.output.zero_point;
   out->output_is_logits = d.output.is_logits ? 1 : 0;
@@ -263,10 +270,13 @@ void kws_app_default_config(kws_app_config* out) {
 }
 
 kws_app* kws_app_create(const kws_frontend_params* params, const kws_app_config* config,
-                        const char* const* labels, kws_run_fn run, kws_report_fn report,
-                        void* user) {
+                        const char* const* labels, kws_run_fn run, kws_reset_fn reset,
+                        kws_report_fn report, void* user) {
   if (!config || !run) return nullptr;
-  kws_app* a = new (std::nothrow) kws_app(run, report, user, config->arena_bytes);
+  if (config->model_input != KWS_MODEL_INPUT_WINDOW && config->model_input != KWS_MODEL_INPUT_FRAME) {
+    return nullptr;
+  }
+  kws_app* a = new (std::nothrow) kws_app(run, reset, report, user, config->arena_bytes);
   if (!a) return nullptr;
   kws::AppConfig c;
   c.inference_every_frames = config->inference_every_frames;
@@ -274,6 +284,9 @@ kws_app* kws_app_create(const kws_frontend_params* params, const kws_app_config*
   c.bench_window = config->bench_window;
   c.bench_report_every = config->bench_report_every;
   c.selftest_tail_ms = config->selftest_tail_ms;
+  c.model_input = config->model_input == KWS_MODEL_INPUT_FRAME ? kws::ModelInput::kFrame
+                                                               : kws::ModelInput::kWindow;
+  c.step_delay_frames = config->step_delay_frames;
   c.output.scale = config->output_scale;
   c.output.zero_point = config->output_zero_point;
   c.output.is_logits = config->output_is_logits != 0;
@@ -313,12 +326,13 @@ int32_t kws_app_self_test(kws_app* app, const int16_t* audio, int32_t n, const i
   return app->app.SelfTest(audio, static_cast<uint32_t>(n), expected, num_expected) ? 1 : 0;
 }
 
-void kws_app_counters(const kws_app* app, uint32_t* out4) {
-  if (!app) return;
-  out4[0] = app->app.frames();
-  out4[1] = app->app.inferences();
-  out4[2] = app->app.audio_time_ms();
-  out4[3] = app->app.invoke_errors();
+int32_t kws_app_counters(const kws_app* app, uint32_t* out, int32_t n) {
+  if (!app) return 0;
+  const uint32_t values[] = {app->app.frames(), app->app.inferences(), app->app.audio_time_ms(),
+                             app->app.invoke_errors(), app->app.recognitions()};
+  const int32_t count = static_cast<int32_t>(sizeof(values) / sizeof(values[0]));
+  for (int32_t i = 0; out && i < n && i < count; ++i) out[i] = values[i];
+  return count;
 }
 
 void kws_app_last(const kws_app* app, kws_recognition* out, uint8_t* scores) {

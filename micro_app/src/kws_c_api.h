@@ -21,7 +21,9 @@
 extern "C" {
 #endif
 
-#define KWS_C_API_VERSION 1
+/* 2: kws_app_config.model_input / step_delay_frames, the reset callback of
+ *    kws_app_create, kws_app_counters(app, out, n). */
+#define KWS_C_API_VERSION 2
 
 /* Fills out[0..n) with: sample rate, window, hop, fft size, fft bins, mel
  * bands, mfcc, frames per model input, max classes. Returns how many the
@@ -87,18 +89,27 @@ KWS_API void kws_scores_from_output(const int8_t* output, int32_t n, float scale
                                     int32_t zero_point, int32_t is_logits, uint8_t* scores);
 
 /* ---------------------------------------------------------------- whole app */
-/* The model runner: fill output[num_classes] from input[frames*mfcc];
- * return nonzero on success. */
+/* The model runner: fill output[num_classes] from input (model_input
+ * KWS_MODEL_INPUT_WINDOW: [frames*mfcc], the 1 s window; KWS_MODEL_INPUT_FRAME:
+ * [mfcc], the newest frame); return nonzero on success. */
 typedef int32_t (*kws_run_fn)(void* user, const int8_t* input, int8_t* output);
+/* Back to the model's initial state (a step model's state at its zero
+ * points); called by kws_app_create, kws_app_reset and kws_app_self_test. */
+typedef void (*kws_reset_fn)(void* user);
 /* Receives each report line (KWS ..., BENCH ..., SELFTEST ..., ERROR ...). */
 typedef void (*kws_report_fn)(void* user, const char* line);
 
+#define KWS_MODEL_INPUT_WINDOW 0 /* kws::ModelInput::kWindow */
+#define KWS_MODEL_INPUT_FRAME 1  /* kws::ModelInput::kFrame */
+
 typedef struct {
-  int32_t inference_every_frames;
+  int32_t inference_every_frames; /* window mode */
   int32_t wait_for_full_window;
   int32_t bench_window;
   int32_t bench_report_every;
   int32_t selftest_tail_ms;
+  int32_t model_input;       /* KWS_MODEL_INPUT_WINDOW or KWS_MODEL_INPUT_FRAME */
+  int32_t step_delay_frames; /* frame mode: the step model's look-ahead */
   float output_scale;
   int32_t output_zero_point;
   int32_t output_is_logits;
@@ -109,10 +120,11 @@ typedef struct {
 KWS_API void kws_app_default_config(kws_app_config* out);
 
 typedef struct kws_app kws_app;
-/* labels: recognizer.num_classes strings (copied; may be NULL). The clock is
- * the host's monotonic clock, so BENCH figures are host timings. */
+/* labels: recognizer.num_classes strings (copied; may be NULL). reset and
+ * report may be NULL. The clock is the host's monotonic clock, so BENCH
+ * figures are host timings. */
 KWS_API kws_app* kws_app_create(const kws_frontend_params* params, const kws_app_config* config,
-                                const char* const* labels, kws_run_fn run,
+                                const char* const* labels, kws_run_fn run, kws_reset_fn reset,
                                 kws_report_fn report, void* user);
 KWS_API void kws_app_destroy(kws_app* app);
 KWS_API void kws_app_reset(kws_app* app);
@@ -122,8 +134,10 @@ KWS_API void kws_app_report_bench(kws_app* app);
 /* Returns 1 on PASS, 0 on FAIL (the SELFTEST line goes to the reporter). */
 KWS_API int32_t kws_app_self_test(kws_app* app, const int16_t* audio, int32_t n,
                                   const int32_t* expected, int32_t num_expected);
-/* Counters: frames, inferences, audio time in ms, invoke errors. */
-KWS_API void kws_app_counters(const kws_app* app, uint32_t* out4);
+/* Counters into out[0..n): frames, inferences (model runs), audio time in
+ * ms, invoke errors, recognitions (score vectors given to the recogniser:
+ * model runs minus warm-up and failures). Returns how many exist (5). */
+KWS_API int32_t kws_app_counters(const kws_app* app, uint32_t* out, int32_t n);
 /* The last recognition and scores (num_classes values). */
 KWS_API void kws_app_last(const kws_app* app, kws_recognition* out, uint8_t* scores);
 

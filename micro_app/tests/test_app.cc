@@ -126,7 +126,8 @@ TEST(KwsApp, ReportsDetectionsInTheDocumentedFormat) {
   ASSERT_EQ(bench.size(), 1u);
   EXPECT_TRUE(std::regex_match(
       bench[0], std::regex(R"(BENCH mfcc_us=\d+/\d+/\d+ invoke_us=\d+/\d+/\d+ frames=\d+ )"
-                           R"(invokes=\d+ arena=18000 overruns=0 dropped=0)")))
+                           R"(invokes=\d+ arena=18000 overruns=0 dropped=0 hop_us=\d+/\d+/\d+ )"
+                           R"(duty_pct=\d+\.\d/\d+\.\d/\d+\.\d mode=window)")))
       << bench[0];
 }
 

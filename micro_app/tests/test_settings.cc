@@ -21,6 +21,10 @@ TEST(Settings, LabelsAndSpecialClasses) {
   const kws::AppConfig c = kws::SettingsAppConfig();
   EXPECT_EQ(c.recognizer.num_classes, kws::kNumClasses);
   EXPECT_EQ(c.labels, kws::kLabels);
+  // The windowed model by default; the sketch switches to the step model.
+  EXPECT_EQ(c.model_input, kws::ModelInput::kWindow);
+  EXPECT_EQ(c.step_delay_frames, kws::kStepDelayFrames);
+  EXPECT_FALSE(kws::kHasStepModel);  // the host-test header has no model at all
 }
 
 TEST(Settings, QuantisationConstantsAgree) {
