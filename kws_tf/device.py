@@ -8,7 +8,11 @@ Lines the board prints (one per line, ASCII):
 
     KWS <label> score=<0..255> t=<ms>                 a detection (t: audio time since start)
     BENCH mfcc_us=a/b/c invoke_us=a/b/c frames=N invokes=N arena=N overruns=N dropped=N
-                                                      min/median/max of the last K timings
+          hop_us=a/b/c duty_pct=x.x/x.x/x.x mode=frame|window
+                                                      min/median/max of the last K timings;
+                                                      hop_us: one 10 ms hop's work (MFCC +
+                                                      model if it ran + recogniser), duty_pct:
+                                                      hop_us in % of the 10 ms hop
     SELFTEST BEGIN clips=N
     SELFTEST CLIP <name> expected=<label>             (label "" = no keyword)
     SELFTEST PASS|FAIL expected=a,b detected=a,b      (the core's verdict for that clip)
@@ -31,10 +35,12 @@ import statistics
 import sys
 import time
 
-TRIPLE_METRICS = ("mfcc_us", "invoke_us")
+# min/median/max fields of a BENCH line (duty_pct with one decimal: floats).
+TRIPLE_METRICS = ("mfcc_us", "invoke_us", "hop_us", "duty_pct")
 
 _DETECTION_RE = re.compile(r"^KWS (?P<label>\S+) score=(?P<score>\d+) t=(?P<t>\d+)$")
 _TRIPLE_RE = re.compile(r"^(\d+)/(\d+)/(\d+)$")
+_FLOAT_TRIPLE_RE = re.compile(r"^(\d+\.\d+)/(\d+\.\d+)/(\d+\.\d+)$")
 
 
 class DeviceError(RuntimeError):
@@ -58,8 +64,11 @@ def parse_bench_line(line: str) -> dict:
         if not sep or not key:
             raise ValueError(f"malformed BENCH field {item!r} in {line!r}")
         m = _TRIPLE_RE.match(value)
+        f = _FLOAT_TRIPLE_RE.match(value)
         if m:
             out[key] = tuple(int(g) for g in m.groups())
+        elif f:
+            out[key] = tuple(float(g) for g in f.groups())
         elif value.isdigit():
             out[key] = int(value)
         else:
@@ -116,7 +125,8 @@ def is_error_line(line: str) -> bool:
 
 def summarize_bench(records: list[dict]) -> dict:
     """Across BENCH lines: per timing metric min of mins, median of medians, max of maxes;
-    counters as first/last/delta (they are cumulative on the board); arena as max."""
+    counters as first/last/delta (they are cumulative on the board); arena as max; the
+    model `mode` (frame / window) of the last line that has one."""
     if not records:
         raise ValueError("no BENCH lines to summarise")
     summary: dict = {"lines": len(records), "metrics": {}, "counters": {}}
@@ -135,15 +145,23 @@ def summarize_bench(records: list[dict]) -> dict:
     arenas = [r["arena"] for r in records if isinstance(r.get("arena"), int)]
     if arenas:
         summary["arena_bytes"] = max(arenas)
+    modes = [r["mode"] for r in records if isinstance(r.get("mode"), str)]
+    if modes:
+        summary["mode"] = modes[-1]
     return summary
 
 
 def format_bench_summary(summary: dict) -> str:
-    lines = [f"{summary['lines']} BENCH lines", f"{'metric':<12}{'min':>10}{'median':>10}{'max':>10}"]
+    mode = f" (model input: {summary['mode']})" if "mode" in summary else ""
+    lines = [f"{summary['lines']} BENCH lines{mode}", f"{'metric':<12}{'min':>10}{'median':>10}{'max':>10}"]
+    text = lambda v: f"{v:g}" if isinstance(v, float) else str(v)  # noqa: E731
     for key, m in summary["metrics"].items():
-        med = m["median"]
-        med_text = f"{med:g}" if isinstance(med, float) else str(med)
-        lines.append(f"{key:<12}{m['min']:>10}{med_text:>10}{m['max']:>10}")
+        lines.append(f"{key:<12}{text(m['min']):>10}{text(m['median']):>10}{text(m['max']):>10}")
+    duty = summary["metrics"].get("duty_pct")
+    if duty and duty["max"] >= 100.0:
+        lines.append(f"note: the slowest hop took {duty['max']:g} % of the 10 ms hop"
+                     + (" (the windowed model's run; the app defers runs while behind)" if summary.get("mode") == "window"
+                        else " (the app catches up on the queued frames; sustained > 100 % overruns the ring)"))
     if "arena_bytes" in summary:
         lines.append(f"arena used: {summary['arena_bytes']} bytes")
     for key, c in summary["counters"].items():

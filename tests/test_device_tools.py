@@ -28,6 +28,9 @@ MICRO_APP = ROOT / "micro_app"
 
 BENCH = ("BENCH mfcc_us=610/640/900 invoke_us=41000/41500/47000 frames={f} invokes={i} "
          "arena=21344 overruns={o} dropped={d}")
+# The step model's line (the sketch's default), with the per-hop time and duty cycle.
+BENCH_FRAME = ("BENCH mfcc_us=610/640/900 invoke_us=1800/1900/2600 frames={f} invokes={i} arena=9344 "
+               "overruns=0 dropped=0 hop_us=2450/2560/3600 duty_pct=24.5/25.6/36.0 mode=frame")
 
 
 # ------------------------------------------------------------------ pure parsing
@@ -37,10 +40,14 @@ def test_parse_bench_line():
     assert r == {"mfcc_us": (610, 640, 900), "invoke_us": (41000, 41500, 47000), "frames": 505,
                  "invokes": 101, "arena": 21344, "overruns": 0, "dropped": 0}
     assert device.parse_bench_line("BENCH invoke_us=1/2/3 future=abc")["future"] == "abc"
+    f = device.parse_bench_line(BENCH_FRAME.format(f=300, i=300))
+    assert f["hop_us"] == (2450, 2560, 3600) and f["duty_pct"] == (24.5, 25.6, 36.0)
+    assert f["mode"] == "frame" and f["invokes"] == f["frames"] == 300
 
 
 @pytest.mark.parametrize("line", ["KWS yes score=200 t=5", "BENCH", "BENCH mfcc_us=1/2", "BENCH mfcc_us",
-                                  "BENCH frames=3", "xBENCH mfcc_us=1/2/3"])
+                                  "BENCH frames=3", "xBENCH mfcc_us=1/2/3", "BENCH hop_us=1/2/x",
+                                  "BENCH mfcc_us=1/2/3 duty_pct=1/2"])
 def test_parse_bench_line_rejects(line):
     with pytest.raises(ValueError):
         device.parse_bench_line(line)
@@ -79,6 +86,15 @@ def test_summarize_bench():
     assert "invoke_us" in text and "WARNING: audio overruns" in text
     with pytest.raises(ValueError):
         device.summarize_bench([])
+    # Step model lines: per-hop time and duty cycle summarised like the other timings.
+    frame = [device.parse_bench_line(BENCH_FRAME.format(f=100 * k, i=100 * k)) for k in (1, 2, 3)]
+    frame[2]["duty_pct"] = (20.0, 30.0, 101.5)
+    s = device.summarize_bench(frame)
+    assert s["metrics"]["hop_us"] == {"min": 2450, "median": 2560, "max": 3600}
+    assert s["metrics"]["duty_pct"] == {"min": 20.0, "median": 25.6, "max": 101.5}
+    assert s["mode"] == "frame" and s["counters"]["invokes"]["delta"] == 200
+    text = device.format_bench_summary(s)
+    assert "(model input: frame)" in text and "duty_pct" in text and "101.5 % of the 10 ms hop" in text
 
 
 # ------------------------------------------------------------------ fake board on a pty
