@@ -9,7 +9,10 @@
 - a `.tflite` file, float or int8 (or an export folder, meaning its `model_int8.tflite`):
   runtime `tflite` (default: the ai_edge_litert interpreter with the reference kernels,
   `--tflite_kernels=optimized` for the default ones) or `tflm` (the real TensorFlow
-  Lite Micro interpreter of the `tflite_micro` package).
+  Lite Micro interpreter of the `tflite_micro` package);
+- a per-frame step model (`model_step_int8.tflite`): runtime `tflm`; each clip is streamed
+  frame by frame with the context it needs (`--step_context=silence|neighbours|zeros`:
+  `kws_tf.step_clips`) and classified at the hop whose 1 s window is the clip.
 
 Every runtime gets the same input: the MFCC of `kws_tf.features` standardised per
 coefficient with the training statistics; an int8 model gets it quantised with its
@@ -32,8 +35,6 @@ tflite_float or tflm:
 from __future__ import annotations
 
 import dataclasses
-import json
-import os
 import pathlib
 import sys
 
@@ -41,259 +42,11 @@ import numpy as np
 
 from kws_tf import features, labels, metrics
 from kws_tf.audio_io import AudioError, ReadStats, read_wav
+from kws_tf.predictors import (INPUT_SHAPE, RUNTIMES, EvalError, Predictor,  # noqa: F401
+                               _read_json, find_normalization, load_predictor, normalized_features)
 
-RUNTIMES = ("keras", "tflite", "tflm")
 SPLITS = ("test", "validation", "all")
 DEFAULT_SNR_LEVELS = (None, 20.0, 10.0, 5.0, 0.0)  # None = clean
-INPUT_SHAPE = (1, features.NUM_FRAMES, features.NUM_MFCC)
-
-
-class EvalError(ValueError):
-    """The evaluation cannot run as asked; the message is one line for the user."""
-
-
-# --------------------------------------------------------------------------- normalisation
-
-def _read_json(path: pathlib.Path) -> dict:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        raise EvalError(f"{path} is not readable JSON ({e})") from None
-
-
-def _norm_from(obj, source) -> features.Normalization:
-    try:
-        return features.Normalization.from_dict(obj)
-    except (KeyError, TypeError, ValueError) as e:
-        raise EvalError(f"{source} does not hold a valid normalisation ({e})") from None
-
-
-def _export_source_dir(folder: pathlib.Path) -> pathlib.Path | None:
-    """The model_dir an export folder came from, as export_report.json records it (if it does)."""
-    rep = folder / "export_report.json"
-    if not rep.exists():
-        return None
-    report = _read_json(rep)
-    for key in ("model_dir", "source_model_dir", "keras_model_dir"):
-        value = report.get(key)
-        if isinstance(value, str) and value:
-            p = pathlib.Path(value)
-            return p if p.is_dir() else None
-    return None
-
-
-def find_normalization(model_path, override=None) -> tuple[features.Normalization, str]:
-    """(normalisation, where it came from) for a model file or folder.
-
-    Order: `override` json; `normalization.json` in the model's folder; the
-    `normalization` entry of `export_report.json` there; `normalization.json` of the
-    model_dir the export report names; `normalization.json` one folder up.
-    """
-    if override:
-        p = pathlib.Path(override)
-        if not p.is_file():
-            raise EvalError(f"--normalization {override} does not exist")
-        return _norm_from(_read_json(p), p), str(p)
-    path = pathlib.Path(model_path)
-    folder = path if path.is_dir() else path.parent
-    looked = []
-    candidate = folder / "normalization.json"
-    looked.append(str(candidate))
-    if candidate.is_file():
-        return _norm_from(_read_json(candidate), candidate), str(candidate)
-    rep = folder / "export_report.json"
-    looked.append(f"{rep}['normalization']")
-    if rep.is_file():
-        report = _read_json(rep)
-        norm = report.get("normalization")
-        if isinstance(norm, dict) and "mean" in norm:
-            return _norm_from(norm, rep), f"{rep}:normalization"
-        if isinstance(norm, str) and norm:
-            p = pathlib.Path(norm) if os.path.isabs(norm) else folder / norm
-            if p.is_file():
-                return _norm_from(_read_json(p), p), str(p)
-        src = _export_source_dir(folder)
-        if src is not None and (src / "normalization.json").is_file():
-            return _norm_from(_read_json(src / "normalization.json"), src), str(src / "normalization.json")
-    up = folder.parent / "normalization.json"
-    looked.append(str(up))
-    if up.is_file():
-        return _norm_from(_read_json(up), up), str(up)
-    raise EvalError(f"no normalisation found for {model_path} (looked at {', '.join(looked)}); "
-                    f"pass --normalization=normalization.json")
-
-
-# --------------------------------------------------------------------------- models
-
-@dataclasses.dataclass
-class Predictor:
-    """One model in one runtime: normalised features `[N, 1, T, 32]` float -> scores `[N, classes]`.
-
-    For int8 models `raw(x)` gives the int8 outputs and `scores(x)` their dequantised values
-    (argmax is the same: the output scale is positive).
-    """
-
-    runtime: str  # keras | tflite | tflm
-    precision: str  # float | int8
-    model_path: str
-    normalization: features.Normalization
-    normalization_source: str
-    input_shape: tuple
-    keras_model: object = None
-    model_bytes: bytes | None = None
-    input_quant: tuple | None = None  # (scale, zero_point)
-    output_quant: tuple | None = None
-    reference_kernels: bool = True
-    model_dir: str | None = None  # the training run, when known (its data source)
-
-    @property
-    def frontend(self) -> str:
-        """Keras sees the training front-end; flatbuffers the device's (NumPy reference)."""
-        return "tf" if self.runtime == "keras" else "device"
-
-    def features(self, audio_set) -> np.ndarray:
-        return normalized_features(audio_set, self.normalization, self.frontend)
-
-    @property
-    def tag(self) -> str:
-        return f"tflite_{self.precision}" if self.runtime == "tflite" else self.runtime
-
-    def model_input(self, x: np.ndarray) -> np.ndarray:
-        """What the interpreter is fed: float features, or them quantised to int8."""
-        x = np.asarray(x, np.float32)
-        if self.input_quant is not None:
-            return features.quantize_np(x, *self.input_quant)
-        return x
-
-    def raw(self, x: np.ndarray) -> np.ndarray:
-        x = self.model_input(x)
-        if self.runtime == "keras":
-            return np.asarray(self.keras_model.predict(x, batch_size=256, verbose=0))
-        if self.runtime == "tflite":
-            from kws_tf import tflite_tools
-
-            return tflite_tools.run_tflite(self.model_bytes, x, reference=self.reference_kernels)
-        from kws_tf import tflm
-
-        if len(x) == 0:
-            return np.zeros((0, labels.NUM_CLASSES), np.int8)
-        try:
-            return tflm.TflmRunner(self.model_bytes).run(x)
-        except tflm.TflmError as e:
-            raise EvalError(str(e)) from None
-
-    def scores(self, x: np.ndarray) -> np.ndarray:
-        out = self.raw(x)
-        out = out.reshape(len(out), -1)
-        if self.output_quant is not None:
-            return features.dequantize_np(out, *self.output_quant)
-        return out.astype(np.float32)
-
-    def predict(self, x: np.ndarray) -> np.ndarray:
-        return np.argmax(self.scores(x), axis=-1)
-
-
-def _check_input_shape(shape, where) -> tuple:
-    shape = tuple(int(d) for d in shape)
-    if shape != INPUT_SHAPE:
-        raise EvalError(f"{where}: model input shape {shape} does not match the front-end settings {INPUT_SHAPE} "
-                        f"({features.NUM_FRAMES} frames x {features.NUM_MFCC} MFCC)")
-    return shape
-
-
-def _check_output(n: int, where):
-    if n != labels.NUM_CLASSES:
-        raise EvalError(f"{where}: model has {n} outputs, the label set has {labels.NUM_CLASSES}")
-
-
-def _resolve_model_path(model, runtime: str | None) -> tuple[pathlib.Path, str]:
-    path = pathlib.Path(model)
-    if not path.exists():
-        raise EvalError(f"--model {model} does not exist")
-    if path.is_dir():
-        keras_file = path / "model.keras"
-        int8_file = path / "model_int8.tflite"
-        if runtime in (None, "keras"):
-            if keras_file.is_file():
-                return keras_file, "keras"
-            if (path / "best.weights.h5").is_file() and (path / "run_config.json").is_file():
-                return path, "keras"  # a run still training (or interrupted): its best weights so far
-            if runtime == "keras" or not int8_file.is_file():
-                raise EvalError(f"{model} holds no model.keras (train writes it at the end of a run) "
-                                "nor best.weights.h5 + run_config.json")
-        if int8_file.is_file():
-            return int8_file, runtime or "tflite"
-        raise EvalError(f"{model} holds no model_int8.tflite; pass the .tflite file itself")
-    if path.suffix == ".tflite":
-        if runtime == "keras":
-            raise EvalError(f"{model} is a flatbuffer: use --runtime=tflite or --runtime=tflm")
-        return path, runtime or "tflite"
-    if path.suffix in (".keras", ".h5"):
-        if runtime not in (None, "keras"):
-            raise EvalError(f"{model} is a Keras model: use --runtime=keras (export it for tflite/tflm)")
-        return path, "keras"
-    raise EvalError(f"--model {model}: expected a model_dir, a .keras file or a .tflite file")
-
-
-def load_predictor(model, runtime: str | None = None, normalization: str | None = None,
-                   reference_kernels: bool = True) -> Predictor:
-    """Open `model` (model_dir, .keras, .tflite, export folder) for `runtime` (None: by file type)."""
-    if runtime is not None and runtime not in RUNTIMES:
-        raise EvalError(f"unknown runtime {runtime!r}; choose one of {', '.join(RUNTIMES)}")
-    path, runtime = _resolve_model_path(model, runtime)
-    norm, norm_src = find_normalization(path, normalization)
-    folder = path.parent
-    if runtime == "keras" and path.is_dir():
-        from kws_tf import export
-
-        try:
-            net = export.load_trained(path).net
-        except export.ExportError as e:
-            raise EvalError(str(e)) from None
-        _check_output(int(net.output_shape[-1]), path)
-        return Predictor("keras", "float", str(path / "best.weights.h5"), norm, norm_src,
-                         _check_input_shape(net.input_shape[1:], path), keras_model=net, model_dir=str(path))
-    if runtime == "keras":
-        import tf_keras as keras
-
-        from kws_tf import model as model_lib
-
-        try:
-            net = keras.models.load_model(str(path), custom_objects=model_lib.custom_objects(), compile=False)
-        except Exception as e:
-            msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise EvalError(f"{path}: not a loadable Keras model ({msg})") from None
-        shape = _check_input_shape(net.input_shape[1:], path)
-        _check_output(int(net.output_shape[-1]), path)
-        return Predictor("keras", "float", str(path), norm, norm_src, shape, keras_model=net,
-                         model_dir=str(folder) if (folder / "run_config.json").exists() else None)
-
-    from kws_tf import tflite_tools
-
-    data = path.read_bytes()
-    try:
-        info = tflite_tools.inspect_model(data)
-    except tflite_tools.ConversionError as e:
-        raise EvalError(f"{path}: {e}") from None
-    inp, out = info.input, info.output
-    shape = _check_input_shape(inp.shape[1:], path)
-    _check_output(int(np.prod(out.shape[1:])), path)
-    if inp.dtype == "INT8":
-        precision = "int8"
-        in_q = tflite_tools.quant_params(inp)
-    elif inp.dtype == "FLOAT32":
-        precision, in_q = "float", None
-    else:
-        raise EvalError(f"{path}: input tensor type {inp.dtype} is neither INT8 nor FLOAT32")
-    out_q = tflite_tools.quant_params(out) if out.dtype == "INT8" else None
-    if runtime == "tflm" and precision != "int8":
-        raise EvalError(f"{path} is a float model; the tflm runtime evaluates the int8 export (model_int8.tflite)")
-    src = _export_source_dir(folder)
-    if src is None and (folder.parent / "run_config.json").exists():
-        src = folder.parent
-    return Predictor(runtime, precision, str(path), norm, norm_src, shape, model_bytes=data,
-                     input_quant=in_q, output_quant=out_q, reference_kernels=reference_kernels,
-                     model_dir=str(src) if src else None)
 
 
 # --------------------------------------------------------------------------- data
@@ -353,21 +106,6 @@ def load_eval_data(data_dir: str | None = None, split: str | None = None, model_
     noise_source = eff_noise or ("_background_noise_ of the data" if src and src.get("kind") == "folder"
                                  else "_silence_ clips of tfds train")
     return EvalData(clips, ds.noise, ds.source, split, noise_source)
-
-
-def normalized_features(audio_set, normalization: features.Normalization, frontend: str = "tf") -> np.ndarray:
-    """`[N, 1, T, 32]` standardised MFCC of int16 clips (the model input before int8 quantisation).
-
-    `frontend="tf"`: the batched TF graph training uses (`data.clean_features`);
-    `"device"`: the NumPy reference the device reproduces (`export.device_features`).
-    """
-    if frontend == "device":
-        from kws_tf import export
-
-        return export.device_features(audio_set.audio, normalization)
-    from kws_tf import data
-
-    return data.clean_features(audio_set, normalization)
 
 
 # --------------------------------------------------------------------------- evaluation
@@ -529,7 +267,7 @@ def run_evaluation(model, runtime: str | None = None, data_dir: str | None = Non
                    out: str | None = None, normalization: str | None = None, snr: bool = False,
                    snr_levels=DEFAULT_SNR_LEVELS, noise_dir: str | None = None, seed: int = 0, gates: int = 0,
                    reference_kernels: bool = True, tfds_data_dir: str | None = None,
-                   max_clips: int | None = None, log=print) -> dict:
+                   max_clips: int | None = None, step_context: str = "silence", log=print) -> dict:
     """The whole CLI as a function: evaluate, optionally sweep SNR and draw gates; write outputs.
 
     Returns `{"eval": ..., "snr": ... or None, "gates": ... or None, "out": folder}`.
@@ -539,7 +277,7 @@ def run_evaluation(model, runtime: str | None = None, data_dir: str | None = Non
     levels = parse_snr_levels(snr_levels)
     if gates < 0:
         raise EvalError("--gates must be >= 0")
-    predictor = load_predictor(model, runtime, normalization, reference_kernels)
+    predictor = load_predictor(model, runtime, normalization, reference_kernels, step_context)
     if gates and predictor.keras_model is None:
         raise EvalError("gate pictures need the keras runtime (the flatbuffer does not expose the gate mask); "
                         "pass the model_dir with --runtime=keras")
@@ -640,6 +378,9 @@ def define_flags(fv=None):
     flags.DEFINE_enum("tflite_kernels", "reference", ["reference", "optimized"],
                       "TFLite interpreter kernels (reference = what TFLM reproduces bit for bit).", flag_values=fv)
     flags.DEFINE_integer("max_clips", None, "Evaluate a fixed random subset of at most N clips.", flag_values=fv)
+    flags.DEFINE_enum("step_context", "silence", ["silence", "neighbours", "zeros"],
+                      "Step models: what surrounds each clip in its stream (digital silence, the ends of "
+                      "neighbouring clips, or zero-point feature frames).", flag_values=fv)
     flags.DEFINE_list("wav", None, "Classify these wav files (prints scores) instead of a data set.", flag_values=fv)
 
 
@@ -654,7 +395,8 @@ def run_cli(fv) -> int:
         if not fv.model:
             raise EvalError("--model is required (a model_dir, .keras, .tflite or export folder)")
         if fv.wav:
-            pred = load_predictor(fv.model, fv.runtime, fv.normalization, fv.tflite_kernels == "reference")
+            pred = load_predictor(fv.model, fv.runtime, fv.normalization, fv.tflite_kernels == "reference",
+                                  fv.step_context)
             for row in classify_wavs(pred, fv.wav, log=lambda m: print(m, file=sys.stderr)):
                 top3 = np.argsort(row["scores"])[::-1][:3]
                 log(f"{row['path']}: {row['label']}  (" +
@@ -662,7 +404,7 @@ def run_cli(fv) -> int:
             return 0
         run_evaluation(fv.model, fv.runtime, fv.data_dir, fv.split, fv.out, fv.normalization, fv.snr,
                        fv.snr_levels, fv.noise_dir, fv.seed, fv.gates, fv.tflite_kernels == "reference",
-                       fv.tfds_data_dir, fv.max_clips, log=log)
+                       fv.tfds_data_dir, fv.max_clips, step_context=fv.step_context, log=log)
         return 0
     except (EvalError, DataError, AudioError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)

@@ -39,7 +39,6 @@ consumers that want the int8 model and its input quantisation.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import os

@@ -24,9 +24,11 @@ It is derived from the windowed flatbuffer itself, op by op, in the spirit of Go
 
 Weights, biases and the quantisation of every tensor are the windowed model's own, so
 each frame of each layer is bit for bit the windowed model's frame wherever the
-window's zero padding does not reach it (the first frames after a reset equal the
-windowed model's left edge exactly: the state starts at each tensor's zero point,
-which is the real value 0 the window pads with). Every state output has the
+window's zero padding does not reach it: gate frames delay … T − 1 − delay of a window
+(31 of 101 for SparkNet). Near the edges the window pads every layer with zeros while
+the stream has real context (and after a reset, the state starts at each tensor's zero
+point, but the layers' frames computed from it are not zero), so edge frames differ;
+`kws_tf.step_clips` measures what that does to accuracy. Every state output has the
 quantisation of the state input it replaces: the device copies the bytes back.
 
 State mode: external (extra input/output tensors), not TFLM resource variables. The
@@ -51,6 +53,7 @@ FRAMEWISE_OPS = ("ADD", "SUB", "MUL", "MINIMUM", "MAXIMUM", "RELU", "RELU6", "TA
                  "LEAKY_RELU", "HARD_SWISH", "ABS", "NEG", "QUANTIZE")
 CONV_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D")
 STEP_OPS = ("CONCATENATION", "SPLIT_V")  # what streaming adds to the windowed op set
+STEP_METADATA = "kws_tf.step"  # flatbuffer metadata entry: {"delay_frames", "window_frames", ...}
 
 
 class StepGraphError(RuntimeError):
@@ -456,7 +459,9 @@ def derive_step_model(windowed_bytes: bytes, expose_gate: bool = False) -> StepM
     states = [dataclasses.replace(s, input_index=1 + n, output_index=1 + n) for n, s in enumerate(states)]
     delay = nd[g.windowed_ops[pooled[0]].inputs[0]]
     ops = [g.op_name[op.opcodeIndex] for op in g.new_ops]
-    model_bytes = _pack_pruned(g)
+    info = {"delay_frames": int(delay), "window_frames": int(T), "num_states": len(states),
+            "gate_output": gate_index}
+    model_bytes = _pack_pruned(g, metadata={STEP_METADATA: info})
     return StepModel(model_bytes=model_bytes, delay_frames=int(delay), window_frames=T, states=states, ops=ops,
                      gate_tensor=gate_index)
 
@@ -472,8 +477,27 @@ def gate_probe_model(windowed_bytes: bytes) -> bytes:
     return _pack_pruned(g)
 
 
-def _pack_pruned(g: _Graph) -> bytes:
-    """Serialise with only the tensors, buffers and op codes the step graph uses."""
+def read_step_info(model_bytes: bytes) -> dict | None:
+    """The step model's own description (delay, window, states) from its metadata; None if absent."""
+    import json
+
+    schema = _schema()
+    try:
+        model = schema.Model.GetRootAsModel(model_bytes, 0)
+        for i in range(model.MetadataLength()):
+            m = model.Metadata(i)
+            if m.Name() and m.Name().decode() == STEP_METADATA:
+                buf = model.Buffers(m.Buffer())
+                return json.loads(bytes(buf.DataAsNumpy()).decode())
+    except Exception:
+        return None
+    return None
+
+
+def _pack_pruned(g: _Graph, metadata: dict | None = None) -> bytes:
+    """Serialise with only the tensors, buffers and op codes the step graph uses (+ JSON metadata)."""
+    import json
+
     import flatbuffers
 
     model, sg = g.model, g.sg
@@ -504,6 +528,16 @@ def _pack_pruned(g: _Graph) -> bytes:
     sg.outputs = [remap[int(t)] for t in sg.outputs]
     model.buffers = buffers
     model.signatureDefs = None
+    model.metadata = None  # the windowed model's (min_runtime_version) pointed at dropped buffers
+    if metadata:
+        model.metadata = []
+        for name, value in metadata.items():
+            buf = g.schema.BufferT()
+            buf.data = np.frombuffer(json.dumps(value, sort_keys=True).encode(), np.uint8).copy()
+            buffers.append(buf)
+            md = g.schema.MetadataT()
+            md.name, md.buffer = name, len(buffers) - 1
+            model.metadata.append(md)
     builder = flatbuffers.Builder(1024)
     builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
     return bytes(builder.Output())

@@ -68,6 +68,20 @@ MICRO_OPS: dict[str, str] = {
     "TANH": "AddTanh",
 }
 
+# What the board's library registers: `MicroMutableOpResolver::Add<Op>` methods of the TFLM
+# Arduino library (tflite-micro synced 2023-02-27; list read from ../shared/ON_CHIP.md). The
+# 2026 Python interpreter has more; MICRO_OPS must stay inside this list (tested).
+BOARD_LIBRARY_RESOLVER_METHODS = frozenset("Add" + name for name in (
+    "Abs Add AddN ArgMax ArgMin AssignVariable AveragePool2D BatchToSpaceNd BroadcastArgs BroadcastTo "
+    "CallOnce Cast Ceil CircularBuffer Concatenation Conv2D Cos CumSum DepthToSpace DepthwiseConv2D "
+    "Dequantize DetectionPostprocess Div Elu Equal EthosU Exp ExpandDims Fill Floor FloorDiv FloorMod "
+    "FullyConnected Gather GatherNd Greater GreaterEqual HardSwish If L2Normalization L2Pool2D LeakyRelu "
+    "Less LessEqual Log LogicalAnd LogicalNot LogicalOr Logistic LogSoftmax Maximum MaxPool2D MirrorPad "
+    "Mean Minimum Mul Neg NotEqual Pack Pad PadV2 Prelu Quantize ReadVariable ReduceMax Relu Relu6 "
+    "Reshape ResizeBilinear ResizeNearestNeighbor Round Rsqrt SelectV2 Shape Sin Slice Softmax "
+    "SpaceToBatchNd SpaceToDepth Split SplitV Squeeze Sqrt Square SquaredDifference StridedSlice Sub Sum "
+    "Svdf Tanh TransposeConv Transpose Unpack UnidirectionalSequenceLSTM VarHandle While ZerosLike").split())
+
 # Ops whose int8 TFLM kernel needs the same quantisation on input and output.
 SAME_SCALE_OPS = ("MEAN",)
 
