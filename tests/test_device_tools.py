@@ -373,22 +373,34 @@ typedef struct {
   TfLiteQuantizationParams params; size_t bytes;
 } TfLiteTensor;
 namespace tflite {
-struct Model { uint32_t version() const { return 3; } };
-inline const Model* GetModel(const void*) { static Model m; return &m; }
+// The stub tells the two models apart by the first byte of their data: 'S' = step model.
+struct Model { bool step; uint32_t version() const { return 3; } };
+inline const Model* GetModel(const void* data) {
+  static Model m;
+  m.step = static_cast<const char*>(data)[0] == 'S';
+  return &m;
+}
 class MicroOpResolver { public: virtual ~MicroOpResolver() {} };
 class MicroInterpreter {
  public:
-  MicroInterpreter(const Model*, const MicroOpResolver&, uint8_t* arena, size_t size);
+  MicroInterpreter(const Model* model, const MicroOpResolver&, uint8_t* arena, size_t size);
   TfLiteStatus AllocateTensors();
   TfLiteStatus Invoke();
-  TfLiteTensor* input(size_t) { return &in_; }
-  TfLiteTensor* output(size_t) { return &out_; }
+  size_t inputs_size() const { return n_in_; }
+  size_t outputs_size() const { return n_out_; }
+  TfLiteTensor* input(size_t i) { return i < n_in_ ? &in_[i] : nullptr; }
+  TfLiteTensor* output(size_t i) { return i < n_out_ ? &out_[i] : nullptr; }
   size_t arena_used_bytes() const { return used_; }
  private:
-  size_t size_, used_ = 0;
-  TfLiteTensor in_, out_;
-  TfLiteIntArray in_dims_, out_dims_;
+  TfLiteStatus InvokeStep();
+  bool step_;
+  size_t size_, used_ = 0, n_in_ = 0, n_out_ = 0;
+  TfLiteTensor in_[3], out_[3];
+  TfLiteIntArray in_dims_[3], out_dims_[3];
   int8_t in_data_[101 * 32], out_data_[12];
+  int8_t state_a_[64], state_b_[64], state_c_[64];
+  unsigned count_ = 0;
+  bool corrupt_ = false;
 };
 }  // namespace tflite
 """
@@ -421,23 +433,78 @@ void PDMClass::Push(const int16_t* s, int n) {
   memcpy(buf_, s, n * 2); bytes_ = n * 2; pos_ = 0;
   if (cb_) cb_();
 }
+// The step model (kStepDelayFrames = STUB_DELAY in the test's kws_settings.h):
+//   input 1 "flags": loudness of the last STUB_DELAY + 29 frames (zero point -5 quiet, 7 loud);
+//   input 2 "count": frames since reset, two base-100 digits (zero point 3).
+// Output 1 sits on top of nothing; output 2 on top of input 1 (as TFLM's planner may place
+// it once input 1 has been read), so copying state 1 back first would destroy state 2.
+// STUB_STATE_CYCLE also puts input 2 on top of output 1: a cycle that needs staging.
+#define STUB_DELAY 5
+#define STUB_FLAGS (STUB_DELAY + 29)
+#ifndef STUB_COUNT_OUT_ZP
+#define STUB_COUNT_OUT_ZP 3
+#endif
 namespace tflite {
-MicroInterpreter::MicroInterpreter(const Model*, const MicroOpResolver&, uint8_t*, size_t size) : size_(size) {}
+static void SetTensor(TfLiteTensor* t, TfLiteIntArray* d, TfLiteIntArray dims, int8_t* data, size_t bytes,
+                      float scale, int32_t zp) {
+  *d = dims;
+  *t = {kTfLiteInt8, {data}, d, {scale, zp}, bytes};
+}
+MicroInterpreter::MicroInterpreter(const Model* model, const MicroOpResolver&, uint8_t*, size_t size)
+    : step_(model->step), size_(size) {}
 TfLiteStatus MicroInterpreter::AllocateTensors() {
-  used_ = 12345;
+  used_ = step_ ? 8888 : 12345;
   if (size_ < used_) return kTfLiteError;
-  in_dims_ = {4, {1, 1, 101, 32}};
-  out_dims_ = {2, {1, 12, 0, 0}};
-  in_ = {kTfLiteInt8, {in_data_}, &in_dims_, {STUB_INPUT_SCALE, 0}, sizeof(in_data_)};
-  out_ = {kTfLiteInt8, {out_data_}, &out_dims_, {1.0f / 256.0f, -128}, sizeof(out_data_)};
+  SetTensor(&out_[0], &out_dims_[0], {2, {1, 12, 0, 0}}, out_data_, 12, 1.0f / 256.0f, -128);
+  if (!step_) {
+    n_in_ = n_out_ = 1;
+    SetTensor(&in_[0], &in_dims_[0], {4, {1, 1, 101, 32}}, in_data_, 101 * 32, STUB_INPUT_SCALE, 0);
+    return kTfLiteOk;
+  }
+  n_in_ = n_out_ = 3;
+  SetTensor(&in_[0], &in_dims_[0], {4, {1, 1, 1, 32}}, in_data_, 32, STUB_INPUT_SCALE, 0);
+  SetTensor(&in_[1], &in_dims_[1], {4, {1, 1, STUB_FLAGS, 1}}, state_a_, STUB_FLAGS, 0.5f, -5);
+  SetTensor(&out_[1], &out_dims_[1], {4, {1, 1, STUB_FLAGS, 1}}, state_c_, STUB_FLAGS, 0.5f, -5);
+#ifdef STUB_STATE_CYCLE
+  SetTensor(&in_[2], &in_dims_[2], {4, {1, 1, 2, 1}}, state_c_ + 4, 2, 0.25f, 3);
+#else
+  SetTensor(&in_[2], &in_dims_[2], {4, {1, 1, 2, 1}}, state_b_, 2, 0.25f, 3);
+#endif
+  SetTensor(&out_[2], &out_dims_[2], {4, {1, 1, 2, 1}}, state_a_ + 10, 2, 0.25f, STUB_COUNT_OUT_ZP);
   return kTfLiteOk;
 }
-// "yes" while any of the newest 30 frames has energy in MFCC coefficient 1.
 TfLiteStatus MicroInterpreter::Invoke() {
+  if (step_) return InvokeStep();
+  // "yes" while any of the newest 30 frames has energy in MFCC coefficient 1.
   bool loud = false;
   for (int t = 101 - 30; t < 101; ++t) loud = loud || in_data_[t * 32 + 1] > 20 || in_data_[t * 32 + 1] < -20;
   for (int c = 0; c < 12; ++c) out_data_[c] = -128;
   out_data_[loud ? 0 : 10] = 127;
+  return kTfLiteOk;
+}
+// The same decision, for the window ending STUB_DELAY frames before the newest frame.
+TfLiteStatus MicroInterpreter::InvokeStep() {
+  int8_t flags[STUB_FLAGS + 1], count[2];  // read every input first, as the graph would
+  memcpy(flags, in_[1].data.int8, STUB_FLAGS);
+  memcpy(count, in_[2].data.int8, 2);
+  const int8_t* f = in_[0].data.int8;
+  flags[STUB_FLAGS] = (f[1] > 20 || f[1] < -20) ? 7 : -5;
+  const int lo = count[0] - 3, hi = count[1] - 3;
+  if (lo == 0 && hi == 0) count_ = 0;  // a reset state
+  bool ok = lo >= 0 && lo < 100 && hi >= 0 && hi < 100 && static_cast<unsigned>(lo + 100 * hi) == count_;
+  for (int i = 0; i < STUB_FLAGS; ++i) ok = ok && (flags[i] == -5 || flags[i] == 7);
+  if (!ok && !corrupt_) {
+    corrupt_ = true;
+    printf("STUB state corrupt at count %u\n", count_);
+  }
+  bool loud = false;
+  for (int i = 0; i < 30; ++i) loud = loud || flags[i] == 7;
+  for (int c = 0; c < 12; ++c) out_data_[c] = -128;
+  out_data_[loud ? 0 : 10] = 127;
+  memcpy(out_[1].data.int8, flags + 1, STUB_FLAGS);
+  ++count_;
+  out_[2].data.int8[0] = static_cast<int8_t>(3 + count_ % 100);
+  out_[2].data.int8[1] = static_cast<int8_t>(3 + count_ / 100 % 100);
   return kTfLiteOk;
 }
 }  // namespace tflite
@@ -477,7 +544,11 @@ int main() {
 }
 """
 
-SKETCH_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "ADD", "TANH", "MINIMUM", "AVERAGE_POOL_2D", "FULLY_CONNECTED")
+# kOpNames covers both exported models (the step model adds CONCATENATION and SPLIT_V).
+SKETCH_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "ADD", "TANH", "MINIMUM", "AVERAGE_POOL_2D", "FULLY_CONNECTED",
+              "CONCATENATION", "SPLIT_V")
+STUB_STEP = {"delay_frames": 5, "num_states": 2, "arena_bytes": 9000}  # STUB_DELAY in the stub
+BUILD_FLAGS = ["-std=gnu++14", "-O1", "-fno-exceptions", "-fno-rtti"]
 
 
 def _write_stubs(root: pathlib.Path):
@@ -503,53 +574,100 @@ def _write_stubs(root: pathlib.Path):
     (root / "main.cc").write_text(_STUB_MAIN)
 
 
-def _write_generated(gen: pathlib.Path):
+def _write_generated(sketch: pathlib.Path, settings_step: bool = True, step_data: bool = True) -> list:
+    """The exporter's files, generated for the stubs, into the sketch folder; returns the .cc files."""
     import numpy as np
 
     from kws_tf import codegen, features, selftest_data
 
-    gen.mkdir()
-    (gen / "kws_settings.h").write_text(codegen.render_frontend_header(
+    (sketch / "kws_settings.h").write_text(codegen.render_frontend_header(
         features.Normalization.identity(), 0.05, 0, ops=SKETCH_OPS, arena_bytes=12000, model_name="stub",
-        output_scale=1.0 / 256.0, output_zero_point=-128, output_is_logits=False))
-    h, c = codegen.render_model_data(bytes(range(32)))
-    (gen / "model_data.h").write_text(h)
-    (gen / "model_data.cc").write_text(c)
+        output_scale=1.0 / 256.0, output_zero_point=-128, output_is_logits=False,
+        step_model=STUB_STEP if settings_step else None))
+    sources = []
+    models = [("g_model", "model_data", bytes(range(32)))]
+    if step_data:  # the stub interpreter knows the step model by its first byte
+        models.append(("g_step_model", "model_step_data", b"S" + bytes(range(31))))
+    for name, base, data in models:
+        h, c = codegen.render_model_data(data, name=name, header_name=f"{base}.h")
+        (sketch / f"{base}.h").write_text(h)
+        (sketch / f"{base}.cc").write_text(c)
+        sources.append(sketch / f"{base}.cc")
     tone = (8000 * np.sin(2 * np.pi * 700 * np.arange(16000) / 16000)).astype(np.int16)
-    selftest_data.write_selftest_data(gen, [("tone", tone, "yes"), ("quiet", np.zeros(16000, np.int16), ""),
-                                            ("quiet_bad", np.zeros(1600, np.int16), "no")])
+    selftest_data.write_selftest_data(sketch, [("tone", tone, "yes"), ("quiet", np.zeros(16000, np.int16), ""),
+                                               ("quiet_bad", np.zeros(1600, np.int16), "no")])
+    return sources + [sketch / "selftest_data.cc"]
 
 
-def _build_sketch(tmp_path, *defines):
-    stubs, gen = tmp_path / "stubs", tmp_path / "gen"
+def _sketch_folder(tmp_path: pathlib.Path, **generated) -> tuple[pathlib.Path, list]:
+    """A sketch folder as the Arduino builder sees it: the .ino as .cpp, the board headers and src/
+    (linked from micro_app/), and the generated files; nothing else from micro_app/ (a model
+    copied there for the board cannot leak into the test)."""
+    sketch = tmp_path / "sketch"
+    sketch.mkdir()
+    (sketch / "src").symlink_to(MICRO_APP / "src", target_is_directory=True)
+    for header in MICRO_APP.glob("board_*.h"):
+        (sketch / header.name).symlink_to(header)
+    (sketch / "micro_app.ino.cpp").write_text(  # what the Arduino builder makes of the .ino
+        "#include <Arduino.h>\n#line 1 \"micro_app.ino\"\n" + (MICRO_APP / "micro_app.ino").read_text())
+    return sketch, _write_generated(sketch, **generated)
+
+
+@pytest.fixture(scope="module")
+def core_objects(tmp_path_factory):
+    """The portable core compiled once for every sketch build of this module."""
+    out = tmp_path_factory.mktemp("core")
+    objs = []
+    for src in sorted((MICRO_APP / "src").glob("*.cc")):
+        if src.name == "kws_c_api.cc":
+            continue
+        obj = out / (src.stem + ".o")
+        subprocess.run(["g++", *BUILD_FLAGS, "-c", str(src), "-o", str(obj)], check=True)
+        objs.append(str(obj))
+    return objs
+
+
+def _build_sketch(tmp_path, core_objects, *defines, **generated):
+    stubs = tmp_path / "stubs"
     stubs.mkdir()
     _write_stubs(stubs)
-    _write_generated(gen)
-    sketch = tmp_path / "micro_app.ino.cpp"  # what the Arduino builder makes of the .ino
-    sketch.write_text("#include <Arduino.h>\n#line 1 \"micro_app.ino\"\n" + (MICRO_APP / "micro_app.ino").read_text())
-    core = [str(p) for p in sorted((MICRO_APP / "src").glob("*.cc")) if p.name != "kws_c_api.cc"]
-    exe = tmp_path / "sketch"
-    flags = ["-std=gnu++14", "-O1", "-fno-exceptions", "-fno-rtti", "-I", str(stubs), "-I", str(gen),
-             "-I", str(MICRO_APP), "-DSTUB_INPUT_SCALE=0.05f", *defines]
-    r = subprocess.run(["g++", *flags, "-Wall", "-Wextra", "-Werror", "-c", str(sketch), "-o",
-                        str(tmp_path / "sketch.o")], capture_output=True, text=True)
+    sketch, sources = _sketch_folder(tmp_path, **generated)
+    exe = tmp_path / "sketch_exe"
+    flags = [*BUILD_FLAGS, "-I", str(stubs), "-DSTUB_INPUT_SCALE=0.05f", *defines]
+    r = subprocess.run(["g++", *flags, "-Wall", "-Wextra", "-Werror", "-c", str(sketch / "micro_app.ino.cpp"),
+                        "-o", str(tmp_path / "sketch.o")], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr[-4000:]
     subprocess.run(["g++", *flags, str(tmp_path / "sketch.o"), str(stubs / "stubs.cc"), str(stubs / "main.cc"),
-                    str(gen / "model_data.cc"), str(gen / "selftest_data.cc"), *core, "-lm", "-o", str(exe)],
-                   check=True)
+                    *map(str, sources), *core_objects, "-lm", "-o", str(exe)], check=True)
     return exe
 
 
-@pytest.mark.skipif(shutil.which("g++") is None, reason="g++ not installed")
-def test_sketch_runs_on_host_stubs(tmp_path):
-    exe = _build_sketch(tmp_path)
+_HAVE_GXX = shutil.which("g++") is not None
+
+
+@pytest.mark.skipif(not _HAVE_GXX, reason="g++ not installed")
+@pytest.mark.parametrize("variant", ["step", "step_cycle", "window", "no_step_model"])
+def test_sketch_runs_on_host_stubs(tmp_path, core_objects, variant):
+    """setup(), commands, detections, BENCH lines, self-test and an overrun, with
+    step: the default build, the per-frame step model (its state copied back through the plan:
+       the stub's state output 2 sits on state input 1);
+    step_cycle: the state buffers overlap in a cycle (staged through KWS_STEP_STAGING_BYTES);
+    window: -DKWS_WINDOWED_MODEL=1;
+    no_step_model: an export without a step model (kHasStepModel false, no model_step_data.h)."""
+    defines = {"step_cycle": ["-DSTUB_STATE_CYCLE"], "window": ["-DKWS_WINDOWED_MODEL=1"]}.get(variant, [])
+    generated = {"settings_step": False, "step_data": False} if variant == "no_step_model" else {}
+    exe = _build_sketch(tmp_path, core_objects, *defines, **generated)
     r = subprocess.run([str(exe)], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-2000:]
     lines = r.stdout.splitlines()
+    step = variant.startswith("step")
+    arena_used = 8888 if step else 12345
     registered = [line.split()[-1] for line in lines if line.startswith("STUB registered")]
-    assert sorted(registered) == sorted(SKETCH_OPS)  # exactly the model's ops
+    assert sorted(registered) == sorted(SKETCH_OPS)  # exactly the exported ops
+    assert not [line for line in lines if "STUB state corrupt" in line]
     banner = [line for line in lines if line.startswith("INFO kws_tf micro_app")]
-    assert banner and "arena_used=12345" in banner[0] and "selftest_clips=3" in banner[0]
+    assert banner and f"arena_used={arena_used}" in banner[0] and "selftest_clips=3" in banner[0]
+    assert ("mode=frame delay=5 states=2" if step else "mode=window delay=0 states=0") in banner[0], banner[0]
     assert not [line for line in lines if line.startswith("ERROR")]
 
     detections = [d for d in map(device.parse_detection_line, lines) if d]
@@ -557,8 +675,14 @@ def test_sketch_runs_on_host_stubs(tmp_path):
     assert 1500 <= detections[0]["t_ms"] <= 3000
     bench = [device.parse_bench_line(line) for line in lines if line.startswith("BENCH")]
     assert len(bench) >= 3
-    assert all(b["arena"] == 12345 and b["overruns"] == 0 for b in bench)
+    assert all(b["arena"] == arena_used and b["overruns"] == 0 for b in bench)
     assert bench[-1]["invoke_us"][0] > 0 and bench[-1]["mfcc_us"][1] > 0
+    assert all(b["mode"] == ("frame" if step else "window") for b in bench)
+    assert all(b["hop_us"][2] >= b["invoke_us"][2] and len(b["duty_pct"]) == 3 for b in bench)
+    if step:  # the model ran on every frame
+        assert all(b["invokes"] == b["frames"] for b in bench)
+    else:
+        assert all(b["invokes"] < b["frames"] / 3 for b in bench)
 
     st = [s for s in map(device.parse_selftest_line, lines) if s]
     kinds = [s["kind"] for s in st]
@@ -569,29 +693,61 @@ def test_sketch_runs_on_host_stubs(tmp_path):
     assert warn and re.search(r"events=[1-9]\d* dropped=[1-9]", warn[0]), lines[-20:]
 
 
-@pytest.mark.skipif(shutil.which("g++") is None, reason="g++ not installed")
-def test_sketch_fatal_error_on_mismatched_input_quantisation(tmp_path):
-    exe = _build_sketch(tmp_path, "-USTUB_INPUT_SCALE", "-DSTUB_INPUT_SCALE=0.1f")
+def _fatal_line(exe) -> str:
     r = subprocess.run([str(exe)], capture_output=True, text=True, timeout=60)
-    assert r.returncode == 42  # the stub's delay() ends the endless blink loop
-    first = [line for line in r.stdout.splitlines() if line.startswith("ERROR")][0]
+    assert r.returncode == 42, r.stdout[-2000:]  # the stub's delay() ends the endless blink loop
+    return [line for line in r.stdout.splitlines() if line.startswith("ERROR")][0]
+
+
+@pytest.mark.skipif(not _HAVE_GXX, reason="g++ not installed")
+def test_sketch_fatal_error_on_mismatched_input_quantisation(tmp_path, core_objects):
+    first = _fatal_line(_build_sketch(tmp_path, core_objects, "-USTUB_INPUT_SCALE", "-DSTUB_INPUT_SCALE=0.1f"))
     assert re.match(r"ERROR input quantisation: model scale 1000000\d\d e-9 zp 0, kws_settings.h scale "
                     r"500000\d\d e-9 zp 0 .*\(blink code 4\)$", first), first
 
 
-@pytest.mark.skipif(shutil.which("arm-none-eabi-g++") is None, reason="arm-none-eabi-g++ not installed")
-def test_sketch_cross_compiles_for_cortex_m4(tmp_path):
-    """The sketch (with the DWT clock path) compiles as the board's gnu++14, -Wall -Wextra -Werror:
-    catches printf formats that differ on ARM (int32_t is long there)."""
-    stubs, gen = tmp_path / "stubs", tmp_path / "gen"
+@pytest.mark.skipif(not _HAVE_GXX, reason="g++ not installed")
+def test_sketch_fatal_error_on_step_state_mismatch(tmp_path, core_objects):
+    """A state output whose zero point differs from its input's cannot be copied back."""
+    first = _fatal_line(_build_sketch(tmp_path, core_objects, "-DSTUB_COUNT_OUT_ZP=4"))
+    assert re.match(r"ERROR step model state 2: input type 9 2 bytes scale 250000000 e-9 zp 3, output type 9 "
+                    r"2 bytes scale 250000000 e-9 zp 4; .*\(blink code 8\)$", first), first
+
+
+@pytest.mark.skipif(not _HAVE_GXX, reason="g++ not installed")
+def test_sketch_fatal_error_when_state_staging_is_too_small(tmp_path, core_objects):
+    first = _fatal_line(_build_sketch(tmp_path, core_objects, "-DSTUB_STATE_CYCLE", "-DKWS_STEP_STAGING_BYTES=1"))
+    assert re.match(r"ERROR step model: its state copies need 2 bytes of staging .*KWS_STEP_STAGING_BYTES is 1: "
+                    r"build with -DKWS_STEP_STAGING_BYTES=2 \(blink code 8\)$", first), first
+
+
+@pytest.mark.skipif(not _HAVE_GXX, reason="g++ not installed")
+def test_sketch_without_step_model_data_says_what_to_copy(tmp_path):
+    stubs = tmp_path / "stubs"
     stubs.mkdir()
     _write_stubs(stubs)
-    _write_generated(gen)
-    sketch = tmp_path / "micro_app.ino.cpp"
-    sketch.write_text("#include <Arduino.h>\n" + (MICRO_APP / "micro_app.ino").read_text())
+    sketch, _ = _sketch_folder(tmp_path, step_data=False)  # kws_settings.h has a step model, the data is missing
+    r = subprocess.run(["g++", *BUILD_FLAGS, "-fsyntax-only", "-I", str(stubs), "-DSTUB_INPUT_SCALE=0.05f",
+                        str(sketch / "micro_app.ino.cpp")], capture_output=True, text=True)
+    assert r.returncode != 0 and "model_step_data.h is missing" in r.stderr, r.stderr[-2000:]
+    ok = subprocess.run(["g++", *BUILD_FLAGS, "-fsyntax-only", "-I", str(stubs), "-DSTUB_INPUT_SCALE=0.05f",
+                         "-DKWS_WINDOWED_MODEL=1", str(sketch / "micro_app.ino.cpp")], capture_output=True, text=True)
+    assert ok.returncode == 0, ok.stderr[-2000:]
+
+
+@pytest.mark.skipif(shutil.which("arm-none-eabi-g++") is None, reason="arm-none-eabi-g++ not installed")
+@pytest.mark.parametrize("model", ["step", "window"])
+def test_sketch_cross_compiles_for_cortex_m4(tmp_path, model):
+    """The sketch (with the DWT clock path) compiles as the board's gnu++14, -Wall -Wextra -Werror:
+    catches printf formats that differ on ARM (int32_t is long there)."""
+    stubs = tmp_path / "stubs"
+    stubs.mkdir()
+    _write_stubs(stubs)
+    sketch, _ = _sketch_folder(tmp_path)
     r = subprocess.run(["arm-none-eabi-g++", "-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv4-sp-d16",
                         "-std=gnu++14", "-Os", "-fno-exceptions", "-fno-rtti", "-Wall", "-Wextra", "-Werror",
-                        "-DSTUB_CMSIS", "-DSTUB_INPUT_SCALE=0.05f", "-I", str(stubs), "-I", str(gen),
-                        "-I", str(MICRO_APP), "-c", str(sketch), "-o", str(tmp_path / "sketch.o")],
+                        "-DSTUB_CMSIS", "-DSTUB_INPUT_SCALE=0.05f", "-I", str(stubs),
+                        *(["-DKWS_WINDOWED_MODEL=1"] if model == "window" else []),
+                        "-c", str(sketch / "micro_app.ino.cpp"), "-o", str(tmp_path / "sketch.o")],
                        capture_output=True, text=True)
     assert r.returncode == 0, r.stderr[-4000:]
