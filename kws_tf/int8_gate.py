@@ -72,8 +72,18 @@ def saturate_gate(model_bytes: bytes) -> bytes:
     sg.operators = [op for op in sg.operators if op is not mn]
     _set_quant(sg.tensors[gate], GATE_SCALE, GATE_ZERO_POINT)
 
-    # Downstream of the gate: the average keeps the quantisation; the classifier's bias follows it.
-    pools = [op for op in consumers.get(gate, []) if op is not mn]
+    # Downstream of the gate: crops and the average keep the quantisation; the classifier's bias follows it.
+    pools, frontier = [], [gate]
+    while frontier:
+        t = frontier.pop()
+        for op in consumers.get(t, []):
+            if op is mn:
+                continue
+            if op_name(op) in ("STRIDED_SLICE", "SLICE", "RESHAPE"):
+                _set_quant(sg.tensors[int(op.outputs[0])], GATE_SCALE, GATE_ZERO_POINT)
+                frontier.append(int(op.outputs[0]))
+            else:
+                pools.append(op)
     for pool in pools:
         if op_name(pool) != "AVERAGE_POOL_2D":
             raise GateRewriteError(f"the gate feeds {op_name(pool)}, expected AVERAGE_POOL_2D")

@@ -21,6 +21,9 @@ from kws_tf.gates import RelaxedBernoulliGate
 
 BLOCK_KERNELS = (11, 15, 19, 29)
 SUPPORTED_C = (4, 8, 16, 32)
+TIME_AVERAGES = ("full", "interior")
+# Half-width of a gate frame's receptive field, in frames: sum of (k - 1) / 2 (5 + 7 + 9 + 14).
+RECEPTIVE_HALF_WIDTH = sum((k - 1) // 2 for k in BLOCK_KERNELS)
 
 
 def _l2(weight_decay: float):
@@ -39,10 +42,21 @@ def build_sparknet(
     weight_decay: float = 0.0,
     seed: int = 0,
     name: str | None = None,
+    time_average: str = "full",
 ) -> keras.Model:
-    """SparkNet with C = `channels`; outputs logits `[batch, num_classes]`."""
+    """SparkNet with C = `channels`; outputs logits `[batch, num_classes]`.
+
+    `time_average`: "full" averages the gate over all frames (the paper). "interior" averages
+    only the frames whose receptive field lies inside the window (frames 35..65 of 101): no
+    zero padding reaches them, so the per-frame step model computes exactly the windowed
+    model, and with no look-ahead (the window's last 350 ms are those frames' context).
+    """
     if channels < 1:
         raise ValueError(f"channels must be positive, got {channels}")
+    if time_average not in TIME_AVERAGES:
+        raise ValueError(f"time_average must be one of {TIME_AVERAGES}, got {time_average!r}")
+    if time_average == "interior" and num_frames <= 2 * RECEPTIVE_HALF_WIDTH:
+        raise ValueError(f"time_average='interior' needs more than {2 * RECEPTIVE_HALF_WIDTH} frames")
     reg = _l2(weight_decay)
     conv = dict(padding="same", use_bias=False, kernel_regularizer=reg)
     bn = dict(momentum=0.9, epsilon=1e-5, beta_regularizer=reg, gamma_regularizer=reg)
@@ -69,6 +83,8 @@ def build_sparknet(
     mu = keras.layers.BatchNormalization(name="head_bn", **bn)(mu)
     mu = keras.layers.Activation("tanh", name="mu")(mu)
     gate = RelaxedBernoulliGate(sigma=sigma, lam=lam, seed=seed, name="gate")(mu)
+    if time_average == "interior":
+        gate = keras.layers.Cropping2D(((0, 0), (RECEPTIVE_HALF_WIDTH, RECEPTIVE_HALF_WIDTH)), name="interior")(gate)
     pooled = keras.layers.GlobalAveragePooling2D(name="time_mean")(gate)
     logits = keras.layers.Dense(num_classes, kernel_regularizer=reg, bias_regularizer=reg,
                                 name="classifier")(pooled)

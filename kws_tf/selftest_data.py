@@ -92,12 +92,16 @@ def host_expected_label(app, pcm, tail_ms: int = DEFAULT_TAIL_MS) -> str:
 
     `app` is a `kws_tf.native.NativeApp` running the exported int8 model (e.g. through
     the TFLM interpreter). Replays `pcm` + `tail_ms` of silence from a reset, exactly as
-    `KwsApp::SelfTest` does on the board, and returns the single detected keyword, or
-    NO_KEYWORD when nothing was detected. Raises ValueError if the host itself detects
-    more than one keyword (such a clip cannot be a one-label self-test).
+    `KwsApp::SelfTest` does on the board (for a per-frame step model, `app.frame_mode`,
+    plus its look-ahead of `step_delay_frames` hops), and returns the single detected
+    keyword, or NO_KEYWORD when nothing was detected. Raises ValueError if the host
+    itself detects more than one keyword (such a clip cannot be a one-label self-test).
     """
     pcm = np.asarray(pcm, np.int16)
-    tail = np.zeros(tail_ms * features.SAMPLE_RATE // 1000, np.int16)
+    tail_samples = tail_ms * features.SAMPLE_RATE // 1000 // features.HOP_SAMPLES * features.HOP_SAMPLES
+    if getattr(app, "frame_mode", False):
+        tail_samples += int(app.config.step_delay_frames) * features.HOP_SAMPLES
+    tail = np.zeros(tail_samples, np.int16)
     app.reset()
     try:
         lines = app.process(np.concatenate([pcm, tail]))
@@ -204,17 +208,32 @@ def add_to_export(export_dir, clips_dir, log=print) -> list[tuple[str, str]]:
 
     The expected label of each clip is what the host twin of the device loop (the C++
     core + the exported int8 model in the real TFLM interpreter) reports for it, so the
-    board's self-test proves it reproduces the host, not that the model is right.
+    board's self-test proves it reproduces the host, not that the model is right. The
+    model is the one the board runs by default: the per-frame step model when the export
+    has one (`model_step_int8.tflite`), else the windowed model. With a step model, a
+    clip on which the windowed model (the `-DKWS_WINDOWED_MODEL=1` build) reports
+    something else gets a warning (that build would fail it).
     Returns [(clip name, expected label)].
     """
     from kws_tf import simulate
 
-    model = simulate.load_exported(os.path.join(os.fspath(export_dir), "model_int8.tflite"))
-    twin = simulate.DeviceTwin(model)
+    folder = os.fspath(export_dir)
+    step_path = os.path.join(folder, "model_step_int8.tflite")
+    paths = ([step_path] if os.path.isfile(step_path) else []) + [os.path.join(folder, "model_int8.tflite")]
+    twins = [simulate.DeviceTwin(simulate.load_exported(path)) for path in paths]
+    model = twins[0].model
     try:
-        clips = [(name, pcm, host_expected_label(twin.app, pcm)) for name, pcm in select_selftest_clips(clips_dir)]
+        clips = []
+        for name, pcm in select_selftest_clips(clips_dir):
+            found = [host_expected_label(twin.app, pcm) for twin in twins]
+            if len(set(found)) > 1:
+                log(f"  warning: self-test clip {name}: the step model reports {found[0] or 'no keyword'}, the "
+                    f"windowed model {found[1] or 'no keyword'}; expecting the step model's (the default build), "
+                    "so a -DKWS_WINDOWED_MODEL=1 build fails this clip")
+            clips.append((name, pcm, found[0]))
     finally:
-        twin.close()
+        for twin in twins:
+            twin.close()
     write_selftest_data(export_dir, clips, model.labels)
     for name, _, label in clips:
         log(f"  self-test clip {name}: host expects {label or 'no keyword'}")

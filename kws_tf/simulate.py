@@ -3,6 +3,7 @@
     python -m kws_tf.simulate --model=export/NAME/model_int8.tflite --wav=LONG.wav \
         [--csv=out.csv] [--period_frames=N] [--detection_threshold=S] [--average_window_ms=MS] \
         [--suppression_ms=MS] [--minimum_count=N] [--tail_ms=MS]
+    python -m kws_tf.simulate --model=export/NAME/model_step_int8.tflite --wav=LONG.wav ...
 
 Nothing of the pipeline is rewritten in Python:
 
@@ -10,6 +11,14 @@ Nothing of the pipeline is rewritten in Python:
         ──► every N frames: the int8 101×32 window ──► the int8 flatbuffer in the real
             TensorFlow Lite Micro interpreter (`tflite_micro`, via `kws_tf.tflm`)
         ──► C++ output scaling + recogniser ──► "KWS <label> score=<s> t=<ms>" lines
+
+With the per-frame step model (`model_step_int8.tflite`, input [1, 1, 1, 32]) the twin
+runs as the board's default build does: the C++ app in frame mode (`model_input="frame"`)
+hands every new int8 frame, one per 10 ms hop, to `kws_tf.tflm.StepRunner`, which keeps
+the model's state as the board's runner does; scores before `NUM_FRAMES + delay` frames
+(the model's look-ahead, from `export_report.json["step_model"]["delay_frames"]`) are
+warm-up and skip the recogniser. `--model` may also name an export folder: its windowed
+`model_int8.tflite` runs (the comparison model), as before.
 
 The C++ side is `kws_app` (KwsApp::ProcessSamples) through `kws_tf.native.NativeApp`,
 the same code the board compiles; only the model runner is the Python TFLM binding.
@@ -77,6 +86,13 @@ class ExportedModel:
     labels: tuple
     input_shape: tuple
     normalization_source: str
+    kind: str = "window"  # "window": the 1 s window model; "frame": the per-frame step model
+    step_delay_frames: int = 0  # step model: its look-ahead in frames
+    num_states: int = 0  # step model: state tensors
+
+    @property
+    def is_step(self) -> bool:
+        return self.kind == "frame"
 
 
 # --------------------------------------------------------------------------- loading
@@ -122,14 +138,51 @@ def _normalization_from_folder(folder: pathlib.Path, report: dict | None) -> tup
         raise SimulateError(f"{source}: unusable normalisation ({e})") from None
 
 
-def check_input_shape(shape) -> None:
-    """Refuse a model whose input is not one front-end window (NUM_FRAMES x NUM_MFCC, batch 1)."""
+def input_kind(shape) -> str | None:
+    """"window" for one front-end window (NUM_FRAMES x NUM_MFCC, batch 1), "frame" for one
+    frame (1 x NUM_MFCC: a step model's input 0), None for anything else."""
     dims = tuple(int(d) for d in shape)
-    want = (features.NUM_FRAMES, features.NUM_MFCC)
-    if len(dims) < 2 or dims[-2:] != want or int(np.prod(dims)) != want[0] * want[1]:
-        raise SimulateError(f"model input shape {list(dims)} does not match the front-end window "
+    for kind, frames in (("window", features.NUM_FRAMES), ("frame", 1)):
+        want = (frames, features.NUM_MFCC)
+        if len(dims) >= 2 and dims[-2:] == want and int(np.prod(dims)) == want[0] * want[1]:
+            return kind
+    return None
+
+
+def check_input_shape(shape, kinds=("window",)) -> str:
+    """The input kind of `shape` (see `input_kind`); SimulateError unless it is one of `kinds`."""
+    kind = input_kind(shape)
+    if kind not in kinds:
+        dims = [int(d) for d in shape]
+        step = (f", or one frame [1, 1, 1, {features.NUM_MFCC}] (a step model)" if "frame" in kinds else "")
+        raise SimulateError(f"model input shape {dims} does not match the front-end window "
                             f"{features.NUM_FRAMES} frames x {features.NUM_MFCC} coefficients "
-                            f"(batch 1, e.g. [1, 1, {want[0]}, {want[1]}])")
+                            f"(batch 1, e.g. [1, 1, {features.NUM_FRAMES}, {features.NUM_MFCC}]){step}")
+    return kind
+
+
+def step_delay_frames(model_bytes: bytes, report: dict | None, where: str = "") -> int:
+    """The step model's look-ahead: `kws_tf.step_graph.read_step_info(model_bytes)` where that
+    exists, else `export_report.json["step_model"]["delay_frames"]`."""
+    try:
+        from kws_tf import step_graph
+
+        read = getattr(step_graph, "read_step_info", None)
+    except ImportError:
+        read = None
+    if read is not None:
+        try:
+            info = read(model_bytes)
+        except Exception:
+            info = None
+        delay = info.get("delay_frames") if isinstance(info, dict) else getattr(info, "delay_frames", None)
+        if delay is not None:
+            return int(delay)
+    step = report.get("step_model") if isinstance(report, dict) else None
+    if isinstance(step, dict) and isinstance(step.get("delay_frames"), int) and step["delay_frames"] >= 0:
+        return int(step["delay_frames"])
+    raise SimulateError(f"step model {where}: its look-ahead is unknown (export_report.json next to it has no "
+                        "step_model.delay_frames); re-export the model")
 
 
 def _output_op(model_bytes: bytes) -> str:
@@ -160,10 +213,16 @@ def _output_op(model_bytes: bytes) -> str:
 
 
 def load_exported(model_path) -> ExportedModel:
-    """Reads `model_int8.tflite` and the constants from its export folder; checks it fits the device."""
+    """Reads an exported model and the constants from its export folder; checks it fits the device.
+
+    `model_path`: `model_int8.tflite` (windowed), `model_step_int8.tflite` (per-frame step
+    model; `kind == "frame"`), or the export folder (its windowed `model_int8.tflite`).
+    """
     from kws_tf import tflm
 
     path = pathlib.Path(model_path)
+    if path.is_dir():
+        path = path / "model_int8.tflite"
     if not path.is_file():
         raise SimulateError(f"model {path} does not exist")
     model_bytes = path.read_bytes()
@@ -185,11 +244,18 @@ def load_exported(model_path) -> ExportedModel:
         if scales.size != 1:
             raise SimulateError(f"model {path}: its {role} is not quantised per tensor")
         quant[role] = (float(scales[0]), int(zps[0]) if zps.size else 0)
-    check_input_shape(runner.input_shape)
+    kind = check_input_shape(runner.input_shape, kinds=("window", "frame"))
     out_shape = tuple(int(d) for d in runner.output_details["shape"])
     folder = path.parent
     report_path = folder / "export_report.json"
     report = _read_json(report_path) if report_path.exists() else None
+    delay, num_states = 0, 0
+    if kind == "frame":
+        try:
+            num_states = tflm.StepRunner(model_bytes).num_states
+        except tflm.TflmError as e:
+            raise SimulateError(f"model {path}: {e}") from None
+        delay = step_delay_frames(model_bytes, report, str(path))
     norm, norm_source = _normalization_from_folder(folder, report)
     label_list = tuple(labels_lib.LABELS)
     if isinstance(report, dict) and isinstance(report.get("labels"), list):
@@ -203,6 +269,7 @@ def load_exported(model_path) -> ExportedModel:
         output_scale=quant["output"][0], output_zero_point=quant["output"][1],
         output_is_logits=_output_op(model_bytes) != "SOFTMAX",
         labels=label_list, input_shape=runner.input_shape, normalization_source=norm_source,
+        kind=kind, step_delay_frames=delay, num_states=num_states,
     )
 
 
@@ -238,10 +305,13 @@ def parse_kws_line(line: str) -> Detection | None:
 class DeviceTwin:
     """The board's loop (C++ kws_app) around the real TFLM interpreter.
 
-    `period_frames`: run the model every this many 10 ms frames (None: the core's
-    default). `recognizer`: overrides of the C++ RecognizerConfig fields.
-    `record_windows=True` keeps every int8 window fed to TFLM with the number of
-    frames computed so far (`windows`, `window_frames`) for parity checks.
+    Windowed model: `period_frames`: run the model every this many 10 ms frames (None:
+    the core's default). Step model (`model.is_step`): the model runs on every frame
+    (one `tflm.StepRunner.step` per 10 ms hop, its state reset with the app), as on the
+    board; `period_frames` must be None or 1. `recognizer`: overrides of the C++
+    RecognizerConfig fields. `record_windows=True` keeps every int8 input fed to TFLM
+    (the window, or the step model's frame) with the number of frames computed so far
+    (`windows`, `window_frames`) for parity checks.
     """
 
     def __init__(self, model: ExportedModel, period_frames: int | None = None, recognizer: dict | None = None,
@@ -250,27 +320,39 @@ class DeviceTwin:
 
         if period_frames is not None and int(period_frames) < 1:
             raise SimulateError(f"period_frames must be >= 1, got {period_frames}")
+        if model.is_step and period_frames is not None and int(period_frames) != 1:
+            raise SimulateError(f"period_frames={period_frames}: the step model runs on every frame "
+                                "(use model_int8.tflite for a model run every N frames)")
         self.model = model
         try:
-            self.runner = tflm.TflmRunner(model.model_bytes, arena_size)
+            if model.is_step:
+                self.runner = tflm.StepRunner(model.model_bytes, arena_size)
+                check_input_shape(self.runner.frame_shape, kinds=("frame",))
+            else:
+                self.runner = tflm.TflmRunner(model.model_bytes, arena_size)
+                check_input_shape(self.runner.input_shape)
         except tflm.TflmError as e:
             raise SimulateError(f"model {model.path}: {e}") from None
-        check_input_shape(self.runner.input_shape)
         self.record_windows = record_windows
         self.windows: list[np.ndarray] = []
         self.window_frames: list[int] = []
         app_config = {}
-        if period_frames is not None:
+        if model.is_step:
+            app_config.update(model_input="frame", step_delay_frames=model.step_delay_frames)
+        elif period_frames is not None:
             app_config["inference_every_frames"] = int(period_frames)
         rec = {k: int(v) for k, v in (recognizer or {}).items() if v is not None}
         try:
             self.app = native.NativeApp(
-                model.normalization, model.input_scale, model.input_zero_point, self._run,
+                model.normalization, model.input_scale, model.input_zero_point,
+                self._step if model.is_step else self._run,
                 labels=model.labels, output_scale=model.output_scale, output_zero_point=model.output_zero_point,
-                output_is_logits=model.output_is_logits, recognizer=rec, **app_config)
+                output_is_logits=model.output_is_logits, recognizer=rec,
+                reset_fn=self.runner.reset if model.is_step else None, **app_config)
         except ValueError as e:
             raise SimulateError(str(e)) from None
-        self.period_frames = int(self.app.config.inference_every_frames)
+        self.period_frames = 1 if model.is_step else int(self.app.config.inference_every_frames)
+        self.delay_frames = model.step_delay_frames if model.is_step else 0
         self.recognizer_config = {name: int(getattr(self.app.config.recognizer, name))
                                   for name in native.RECOGNIZER_FIELDS}
 
@@ -279,6 +361,12 @@ class DeviceTwin:
             self.windows.append(window.copy())
             self.window_frames.append(self.app.counters["frames"])
         return self.runner.invoke(window.reshape(self.runner.input_shape))
+
+    def _step(self, frame: np.ndarray) -> np.ndarray:
+        if self.record_windows:
+            self.windows.append(frame.copy())
+            self.window_frames.append(self.app.counters["frames"])
+        return self.runner.step(frame)
 
     def reset(self) -> None:
         self.app.reset()
@@ -298,10 +386,14 @@ class DeviceTwin:
 
     def run(self, pcm, tail_ms: int = 1000, chunk_samples: int = 512) -> list[Detection]:
         """From a reset: the audio plus `tail_ms` of silence (so a keyword at the very end
-        still gets its averaging window) -> detections, in time order."""
+        still gets its averaging window) -> detections, in time order. With a step model
+        and `tail_ms > 0` its look-ahead (`delay_frames` hops) is added to the tail, as the
+        board's self-test does."""
         self.reset()
         found = self.feed(pcm, chunk_samples)
         tail = int(tail_ms) * features.SAMPLE_RATE // 1000
+        if tail > 0:
+            tail += self.delay_frames * features.HOP_SAMPLES
         if tail > 0:
             found += self.feed(np.zeros(tail, np.int16), chunk_samples)
         return found
@@ -384,11 +476,14 @@ def _warn(msg: str) -> None:
 def define_flags():
     from absl import flags
 
-    flags.DEFINE_string("model", None, "Exported int8 model (export/NAME/model_int8.tflite); its folder holds "
+    flags.DEFINE_string("model", None, "Exported int8 model: export/NAME/model_int8.tflite (the 1 s window every "
+                        "N frames), export/NAME/model_step_int8.tflite (the per-frame step model, as the board's "
+                        "default build) or the folder export/NAME (its model_int8.tflite); the folder holds "
                         "export_report.json / normalization.json.")
     flags.DEFINE_string("wav", None, "Audio to run (any length; other rates/stereo are converted with a warning).")
     flags.DEFINE_string("csv", None, "Also write the detections here (time_s,label,score).")
-    flags.DEFINE_integer("period_frames", None, "Run the model every N 10 ms frames (default: the device core's).")
+    flags.DEFINE_integer("period_frames", None, "Windowed model: run it every N 10 ms frames (default: the device "
+                         "core's). The step model runs on every frame.")
     flags.DEFINE_integer("tail_ms", 1000, "Silence appended after the audio so a final keyword can complete.")
     flags.DEFINE_integer("average_window_ms", None, "Recogniser averaging window (default: the device core's).")
     flags.DEFINE_integer("detection_threshold", None, "Recogniser threshold 0..255 (default: the device core's).")
@@ -414,8 +509,10 @@ def main(argv):
     for d in detections:
         print(d.line())
     c = twin.counters
+    runs = (f"{c['inferences']} step model runs (every 10 ms frame; look-ahead {twin.delay_frames} frames)"
+            if model.is_step else f"{c['inferences']} inferences every {twin.period_frames} frames")
     print(f"# {len(detections)} detection(s) in {pcm.size / features.SAMPLE_RATE:.2f} s of audio; "
-          f"{c['inferences']} inferences every {twin.period_frames} frames; recogniser "
+          f"{runs}; recogniser "
           + " ".join(f"{k}={v}" for k, v in twin.recognizer_config.items() if k in RECOGNIZER_FLAGS),
           file=sys.stderr)
     if c["invoke_errors"]:

@@ -88,6 +88,16 @@ class StepModel:
     states: list  # [StateInfo]
     ops: list  # op names in execution order
     gate_tensor: int | None  # step output index of the per-frame gate, when exposed
+    gate_delay_frames: int = 0  # the exposed gate at hop n is gate frame n - gate_delay_frames
+    receptive_frames: int = 0  # a gate frame sees this many input frames on each side
+    averaged: tuple = (0, 0)  # (first, count) of the window's gate frames that are averaged
+
+    @property
+    def identical_to_windowed(self) -> bool:
+        """Every averaged gate frame's receptive field lies inside the window: the scores
+        equal the windowed model's bit for bit, not only the interior gates."""
+        first, count = self.averaged
+        return first >= self.receptive_frames and first + count - 1 <= self.window_frames - 1 - self.receptive_frames
 
     @property
     def state_bytes(self) -> int:
@@ -96,6 +106,8 @@ class StepModel:
     def summary(self) -> dict:
         return {"delay_frames": self.delay_frames, "delay_ms": self.delay_frames * 10,
                 "window_frames": self.window_frames, "num_states": len(self.states),
+                "receptive_frames": self.receptive_frames, "averaged_frames": list(self.averaged),
+                "identical_to_windowed": self.identical_to_windowed,
                 "state_bytes": self.state_bytes, "states": [s.to_dict() for s in self.states],
                 "ops": list(self.ops), "num_ops": len(self.ops)}
 
@@ -219,6 +231,32 @@ def _conv_time_kernel(g: _Graph, op) -> tuple[int, int]:
     return int(w.shape[1]), int(w.shape[2])
 
 
+def _time_crop(g: _Graph, op, name: str, T: int) -> tuple[int, int]:
+    """(first frame, frames) of a STRIDED_SLICE / SLICE that only crops the time axis."""
+    def const(i):
+        t = g.tensor(int(op.inputs[i]))
+        buf = g.model.buffers[t.buffer]
+        return np.frombuffer(bytes(np.asarray(buf.data, np.uint8)), np.int32)
+
+    shape = [int(d) for d in g.tensor(int(op.inputs[0])).shape]
+    out_shape = [int(d) for d in g.tensor(int(op.outputs[0])).shape]
+    if not all(g.is_constant(int(t)) for t in op.inputs[1:]):
+        raise StepGraphError(f"{name} with computed bounds cannot stream")
+    begin = const(1)
+    if name == "STRIDED_SLICE":
+        strides = const(3)
+        o = op.builtinOptions
+        if np.any(strides != 1) or (o is not None and (o.ellipsisMask or o.newAxisMask or o.shrinkAxisMask)):
+            raise StepGraphError("STRIDED_SLICE with strides or axis masks on the time axis cannot stream")
+        begin_mask = int(o.beginMask) if o is not None else 0
+        begin = np.array([0 if begin_mask >> a & 1 else b for a, b in enumerate(begin)])
+    begin = np.where(begin < 0, begin + np.array(shape), begin)
+    for axis in range(len(shape)):
+        if axis != TIME_AXIS and (begin[axis] != 0 or out_shape[axis] != shape[axis]):
+            raise StepGraphError(f"{name} cuts axis {axis}, not only time")
+    return int(begin[TIME_AXIS]), int(out_shape[TIME_AXIS])
+
+
 def derive_step_model(windowed_bytes: bytes, expose_gate: bool = False) -> StepModel:
     """The step model of a windowed int8 flatbuffer (see the module doc). Raises StepGraphError.
 
@@ -245,12 +283,26 @@ def derive_step_model(windowed_bytes: bytes, expose_gate: bool = False) -> StepM
     kind: dict[int, str] = {}
     half: dict[int, int] = {}
     nd: dict[int, int] = {x_in: 0}
+    crops: dict[int, tuple] = {}  # output of a time crop -> (source tensor, first frame, frames)
+    pool_src: dict[int, tuple] = {}  # pool op -> (source tensor, first frame, frames) it averages
     pooled: list = []
     for i, op in enumerate(g.windowed_ops):
         name = g.name_of(op)
         ins = [int(t) for t in op.inputs if int(t) >= 0]
         tv = [t for t in ins if time_varying(t)]
         outs = [int(t) for t in op.outputs]
+        if name == "AVERAGE_POOL_2D" and ins[0] in crops:
+            src, first, n = crops[ins[0]]
+            opts = op.builtinOptions
+            if int(opts.filterWidth) != n or int(opts.filterHeight) != 1:
+                raise StepGraphError("AVERAGE_POOL_2D over part of a cropped window cannot stream")
+            kind[i], pool_src[i] = "pool", (src, first, n)
+            pooled.append(i)
+            continue
+        if name in ("STRIDED_SLICE", "SLICE") and tv:
+            crops[outs[0]] = (ins[0], *_time_crop(g, op, name, T))
+            kind[i] = "crop"
+            continue
         if not tv:
             kind[i] = "static"
             if any(t in nd for t in ins):
@@ -287,7 +339,7 @@ def derive_step_model(windowed_bytes: bytes, expose_gate: bool = False) -> StepM
             if int(opts.filterWidth) != T or int(opts.filterHeight) != 1 or int(g.tensor(outs[0]).shape[TIME_AXIS]) != 1:
                 raise StepGraphError(f"AVERAGE_POOL_2D over {opts.filterWidth} of {T} frames cannot stream "
                                      "(only the whole-window average)")
-            kind[i] = "pool"
+            kind[i], pool_src[i] = "pool", (ins[0], 0, T)
             pooled.append(i)
         else:
             raise StepGraphError(f"op {name} on the time axis has no streaming form")
@@ -296,6 +348,13 @@ def derive_step_model(windowed_bytes: bytes, expose_gate: bool = False) -> StepM
     out_t = int(sg.outputs[0])
     if out_t in nd:
         raise StepGraphError("the model output still has a time axis")
+
+    # The average's output describes the window of input frames ending `delay` hops ago. Its
+    # frames [first, first + n) of that window have delays delay + T - first - n ... delay + T - 1 - first;
+    # the newest must already be computable (>= its natural delay).
+    src, first, n = pool_src[pooled[0]]
+    delay = max(0, nd[src] - (T - first - n))
+    pool_window = (delay + T - first - n, delay + T - 1 - first)
 
     # ---- 2. backwards: the delays at which each tensor is needed, and when to compute it
     need: dict[int, list] = {}  # tensor -> [lo, hi] delays requested
@@ -311,11 +370,10 @@ def derive_step_model(windowed_bytes: bytes, expose_gate: bool = False) -> StepM
         op = g.windowed_ops[i]
         ins = [int(t) for t in op.inputs if int(t) >= 0]
         k = kind[i]
-        if k == "static":
+        if k in ("static", "crop"):
             continue
         if k == "pool":
-            src = ins[0]
-            request(src, nd[src], nd[src] + T - 1)
+            request(pool_src[i][0], *pool_window)
             continue
         out = int(op.outputs[0])
         if out not in need:
@@ -409,7 +467,7 @@ def derive_step_model(windowed_bytes: bytes, expose_gate: bool = False) -> StepM
     static_map: dict[int, int] = {}
     for i, op in enumerate(g.windowed_ops):
         k = kind[i]
-        if k != "static" and k != "pool" and i not in at:
+        if k == "crop" or (k != "static" and k != "pool" and i not in at):
             continue
         new = copy.deepcopy(op)
         ins = [int(t) for t in op.inputs]
@@ -420,8 +478,7 @@ def derive_step_model(windowed_bytes: bytes, expose_gate: bool = False) -> StepM
                 static_map[int(t)] = g.copy_tensor(int(t))
                 new.outputs.append(static_map[int(t)])
         elif k == "pool":
-            src = ins[0]
-            new.inputs = [window(src, nd[src], nd[src] + T - 1)]
+            new.inputs = [window(pool_src[i][0], *pool_window)]
             static_map[int(op.outputs[0])] = g.copy_tensor(int(op.outputs[0]))
             new.outputs = [static_map[int(op.outputs[0])]]
         else:
@@ -451,28 +508,33 @@ def derive_step_model(windowed_bytes: bytes, expose_gate: bool = False) -> StepM
     sg.operators = g.new_ops
     sg.inputs = [step_in] + [s for s, _ in state_pairs]
     sg.outputs = [scores] + [o for _, o in state_pairs]
-    gate_src = int(g.windowed_ops[pooled[0]].inputs[0])
+    gate_src = pool_src[pooled[0]][0]
     gate_index = None
     if expose_gate:
         sg.outputs.append(frame_of[(gate_src, need[gate_src][0])])
         gate_index = len(sg.outputs) - 1
     states = [dataclasses.replace(s, input_index=1 + n, output_index=1 + n) for n, s in enumerate(states)]
-    delay = nd[g.windowed_ops[pooled[0]].inputs[0]]
     ops = [g.op_name[op.opcodeIndex] for op in g.new_ops]
     info = {"delay_frames": int(delay), "window_frames": int(T), "num_states": len(states),
-            "gate_output": gate_index}
+            "gate_output": gate_index, "gate_delay_frames": int(pool_window[0]), "receptive_frames": int(nd[src]),
+            "averaged_frames": [int(first), int(n)]}
     model_bytes = _pack_pruned(g, metadata={STEP_METADATA: info})
     return StepModel(model_bytes=model_bytes, delay_frames=int(delay), window_frames=T, states=states, ops=ops,
-                     gate_tensor=gate_index)
+                     gate_tensor=gate_index, gate_delay_frames=int(pool_window[0]), receptive_frames=int(nd[src]),
+                     averaged=(int(first), int(n)))
 
 
 def gate_probe_model(windowed_bytes: bytes) -> bytes:
-    """The windowed model with the averaged tensor (the gate, [1, 1, T, C]) as a second output."""
+    """The windowed model with the gate ([1, 1, T, C], before any time crop) as a second output."""
     g = _Graph(windowed_bytes)
     pools = [op for op in g.windowed_ops if g.name_of(op) == "AVERAGE_POOL_2D"]
     if len(pools) != 1:
         raise StepGraphError(f"expected one AVERAGE_POOL_2D, found {len(pools)}")
-    g.sg.outputs = [int(g.sg.outputs[0]), int(pools[0].inputs[0])]
+    gate = int(pools[0].inputs[0])
+    crop = g.producer.get(gate)
+    if crop is not None and g.name_of(g.windowed_ops[crop]) in ("STRIDED_SLICE", "SLICE"):
+        gate = int(g.windowed_ops[crop].inputs[0])  # the whole gate, not the averaged interior
+    g.sg.outputs = [int(g.sg.outputs[0]), gate]
     g.new_ops = list(g.windowed_ops)
     return _pack_pruned(g)
 

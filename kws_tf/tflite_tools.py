@@ -65,6 +65,7 @@ MICRO_OPS: dict[str, str] = {
     "RESHAPE": "AddReshape",
     "SOFTMAX": "AddSoftmax",
     "SPLIT_V": "AddSplitV",
+    "STRIDED_SLICE": "AddStridedSlice",
     "TANH": "AddTanh",
 }
 
@@ -567,6 +568,8 @@ def int8_problems(info: ModelInfo, per_channel_dense: bool = True, multi_io: boo
             bias_like.add(ins[1])  # axis / shape operands are int32 by definition
         if name == "SPLIT_V":
             bias_like.update(ins[1:3])  # size_splits and axis
+        if name in ("STRIDED_SLICE", "SLICE"):
+            bias_like.update(ins[1:])  # begin / end / strides or size
     for t in info.tensors:
         if t.dtype == "INT8":
             if not t.scales:

@@ -56,6 +56,9 @@ def define_flags():
     flags.DEFINE_float("lam", None, "Weight of the gate sparsity loss.")
     flags.DEFINE_float("ce_weight", None, "Weight of the cross-entropy loss.")
     flags.DEFINE_float("background_prob", None, "Probability of mixing background noise into a training clip.")
+    flags.DEFINE_enum("time_average", None, ["full", "interior"],
+                      "SparkNet's time average: over all 101 gate frames (the paper) or only the 'interior' ones "
+                      "whose receptive field lies inside the window (streams identically, no look-ahead).")
     flags.DEFINE_integer("stop_after_epochs", None, "Stop this invocation after N epochs (continue later with --resume).")
     flags.DEFINE_enum("verbose", "auto", ["auto", "bar", "epoch", "quiet"], "Progress output.")
 
@@ -113,7 +116,7 @@ def _build(run_config: dict, total_steps: int):
     net = model_lib.build_model(
         run_config["model"], run_config["channels"], sigma=run_config["gate"]["sigma"],
         lam=run_config["gate"]["lam"], weight_decay=run_config["optimizer"]["weight_decay"],
-        seed=run_config["seed"])
+        seed=run_config["seed"], time_average=run_config.get("time_average", "full"))
     opt_cfg, sch = run_config["optimizer"], run_config["schedule"]
     if opt_cfg.get("name", "sgd") != "sgd":
         raise config_lib.ConfigError(f"unsupported optimizer {opt_cfg['name']!r} (only sgd)")
@@ -314,7 +317,7 @@ def resolve_config(flag_values) -> dict:
         "optimizer.lr": flag_values.lr, "optimizer.momentum": flag_values.momentum,
         "optimizer.weight_decay": flag_values.weight_decay, "gate.sigma": flag_values.sigma,
         "gate.lam": flag_values.lam, "ce_weight": flag_values.ce_weight,
-        "augment.background_prob": flag_values.background_prob,
+        "augment.background_prob": flag_values.background_prob, "time_average": flag_values.time_average,
     })
     if cfg["epochs"] < 1 or cfg["batch_size"] < 1:
         raise config_lib.ConfigError("epochs and batch_size must be positive")

@@ -254,3 +254,52 @@ def test_tanh_gate_export_streams_too(trained_model_dir, tmp_path):
     step = (tmp_path / "t" / "model_step_int8.tflite").read_bytes()
     assert tflite_tools.int8_problems(tflite_tools.inspect_model(step), multi_io=True) == []
     assert report["step_model"]["checks"]["gate_frames_equal"] > 0
+
+
+# --------------------------------------------------------------------------- the interior average
+
+@pytest.fixture(scope="module")
+def interior_export(synth_folder, tmp_path_factory):
+    from conftest import quick_run_config
+
+    from kws_tf import export
+    from kws_tf.train import run_training
+
+    root = tmp_path_factory.mktemp("interior")
+    cfg = quick_run_config(synth_folder, epochs=4, time_average="interior")
+    run_training(cfg, root / "c8", verbose="quiet", log=_quiet)
+    report = export.export_model(root / "c8", root / "export", min_agreement=0.0, max_accuracy_drop=100.0,
+                                 log=_quiet)
+    return root / "export", report
+
+
+def test_interior_average_has_the_papers_parameters():
+    from kws_tf import model as model_lib
+
+    full, interior = model_lib.build_sparknet(32), model_lib.build_sparknet(32, time_average="interior")
+    assert model_lib.count_params(interior) == model_lib.count_params(full) == 11_500
+    assert interior.get_layer("interior").output.shape[2] == 101 - 2 * model_lib.RECEPTIVE_HALF_WIDTH == 31
+    with pytest.raises(ValueError, match="time_average"):
+        model_lib.build_sparknet(8, time_average="centre")
+
+
+def test_interior_step_model_equals_the_windowed_model_with_no_delay(interior_export):
+    """Every averaged gate frame is interior: the step scores at hop n are the windowed scores
+    of the window ending at frame n, bit for bit, and nothing waits for look-ahead."""
+    from kws_tf import tflm
+
+    out, report = interior_export
+    windowed, step = _models(out)
+    assert report["step_model"]["delay_frames"] == 0
+    assert report["step_model"]["identical_to_windowed"] is True
+    assert report["step_model"]["checks"]["windows_with_equal_scores"] > 0
+    rng = np.random.default_rng(1)
+    pcm = np.concatenate([_word(2, 6), (rng.normal(0, 2000, 9000)).astype(np.int16), _word(8, 7), _word(3, 8)])
+    frames = _frames_of(pcm, out)
+    runner = tflm.StepRunner(step)
+    scores = np.stack([runner.step(f) for f in frames])
+    win = tflm.TflmRunner(windowed)
+    for start in range(0, len(frames) - 101 + 1, 9):
+        np.testing.assert_array_equal(scores[start + 100], win.invoke(frames[start:start + 101]).reshape(-1))
+    # and the clip-level accuracy of both is the same number
+    assert report["step_model"]["eval"]["agreement_with_windowed_int8"] == 1.0
