@@ -76,12 +76,17 @@ UNIT_COSTS: dict[str, tuple[str, float, float, str]] = {
                       "ASSUMED memcpy: TFLM's reference Concatenation memcpy()s each input block; the ARMv7-M "
                       "newlib(-nano) memcpy copies 64 aligned bytes in 34 instructions (~0.53/byte, "
                       "arm-none-eabi-objdump of libc_nano.a); +100 per op for the shape loops"),
+    "GATHER": ("byte", 0.5, 100.0,
+               "ASSUMED memcpy per position: TFLM's gather.cc memcpy()s inner_size bytes per coordinate (one "
+               "frame of C bytes here) at ~0.53/byte; + GATHER_PER_ROW per coordinate for the call and the "
+               "bounds check, + 100 per op"),
     "SPLIT_V": ("byte", 6.0, 100.0,
                 "ASSUMED byte loop: TFLM's split_v.cc (Feb-2023 Arduino library) copies with "
                 "`for (j...) output_ptr[j] = input_ptr[j]`, int8 = 1 byte per iteration; the core's flags "
                 "(-Os -mcpu=cortex-m4 -mthumb, GCC 12.2 here; the board's GCC 7 may differ by +-1) compile "
                 "it to 6 instructions per byte (cmp, blt, ldrsb, strb, adds, b), no memcpy; +100 per op"),
 }
+GATHER_PER_ROW = 30.0  # ASSUMED: memcpy call + loop + bounds check per gathered frame
 DISPATCH_PER_OP = 300.0  # ASSUMED per-op overhead (interpreter loop + kernel prologue + per-channel set-up)
 DISPATCH_SENSITIVITY = (0.0, 300.0, 1000.0)
 UNKNOWN_OP_COST = ("out", 0.0, 0.0, "NO UNIT COST: counted as dispatch only")
@@ -150,15 +155,20 @@ def op_work(info, op_index: int) -> dict:
     elif name == "SPLIT_V" or name == "SPLIT":
         copied = sum(_nbytes(t) for t in tout)
         elements = copied
+    rows = 0
+    if name == "GATHER":
+        copied = sum(_nbytes(t) for t in tout)
+        elements = copied
+        rows = _prod(tin[1].shape)
     return {"op": name, "macs": int(macs), "elements": int(elements), "bytes_copied": int(copied),
-            "out_elements": int(out_elems)}
+            "out_elements": int(out_elems), "rows": int(rows)}
 
 
 def op_instructions(work: dict, dispatch: float = DISPATCH_PER_OP, costs: dict | None = None) -> float:
     unit, per, fixed, _ = (costs or UNIT_COSTS).get(work["op"], UNKNOWN_OP_COST)
     amount = {"mac": work["macs"], "out": work["out_elements"], "in": work["elements"],
               "byte": work["bytes_copied"], "op": 0}[unit]
-    return amount * per + fixed + dispatch
+    return amount * per + fixed + dispatch + work.get("rows", 0) * GATHER_PER_ROW
 
 
 def analyse(model_bytes: bytes, name: str, kind: str) -> dict:
@@ -196,7 +206,7 @@ def analyse(model_bytes: bytes, name: str, kind: str) -> dict:
     # Copy sensitivity: both copy ops as memcpy (0.5/byte) or both as byte loops (6/byte).
     for label, rate in (("copies_memcpy", 0.5), ("copies_byte_loop", 6.0)):
         alt = dict(UNIT_COSTS)
-        for op in ("CONCATENATION", "SPLIT_V"):
+        for op in ("CONCATENATION", "SPLIT_V", "GATHER"):
             u, _, fixed, src = alt[op]
             alt[op] = (u, rate, fixed, src)
         res["instructions_" + label] = sum(op_instructions(r, DISPATCH_PER_OP, alt) for r in rows)

@@ -12,8 +12,9 @@ It is derived from the windowed flatbuffer itself, op by op, in the spirit of Go
 
 - a convolution over time with kernel k ('SAME', stride 1) keeps the last k − 1 frames
   of its input: CONCATENATION(state, newest) → the same op with 'VALID' padding;
-  SPLIT_V drops the oldest frame to give the next state (SPLIT_V and CONCATENATION
-  copy contiguous bytes; STRIDED_SLICE/SLICE would index every element);
+  GATHER of frames 1 … k − 1 gives the next state. Both copy with one memcpy per
+  frame (or per input) in TFLM; the Feb-2023 SPLIT/SPLIT_V copy byte by byte and
+  STRIDED_SLICE/SLICE index every element, several times the cost on a Cortex-M4;
 - a per-frame op (1×1 convolution, element-wise op, activation) runs on one frame;
   when its inputs are ready at different delays (a residual branch skips a
   convolution's look-ahead), it runs at the later delay on frames taken from the
@@ -52,7 +53,7 @@ TIME_AXIS = 2  # tensors are [batch 1, height 1, time, channels]
 FRAMEWISE_OPS = ("ADD", "SUB", "MUL", "MINIMUM", "MAXIMUM", "RELU", "RELU6", "TANH", "LOGISTIC",
                  "LEAKY_RELU", "HARD_SWISH", "ABS", "NEG", "QUANTIZE")
 CONV_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D")
-STEP_OPS = ("CONCATENATION", "SPLIT_V")  # what streaming adds to the windowed op set
+STEP_OPS = ("CONCATENATION", "GATHER")  # what streaming adds to the windowed op set
 STEP_METADATA = "kws_tf.step"  # flatbuffer metadata entry: {"delay_frames", "window_frames", ...}
 
 
@@ -213,15 +214,15 @@ class _Graph:
         op.builtinOptionsType, op.builtinOptions = schema.BuiltinOptions.ConcatenationOptions, opts
         self.emit(op)
 
-    def split(self, x: int, sizes: list, outs: list):
+    def gather(self, x: int, frames: list, out: int):
+        """out = frames `frames` of x along the time axis (one memcpy per frame in TFLM)."""
         schema = self.schema
         op = schema.OperatorT()
-        op.opcodeIndex = self.opcode("SPLIT_V")
-        op.inputs = [x, self.int32_constant(sizes), self.int32_constant(TIME_AXIS)]
-        op.outputs = list(outs)
-        opts = schema.SplitVOptionsT()
-        opts.numSplits = len(sizes)
-        op.builtinOptionsType, op.builtinOptions = schema.BuiltinOptions.SplitVOptions, opts
+        op.opcodeIndex = self.opcode("GATHER")
+        op.inputs, op.outputs = [x, self.int32_constant(list(frames))], [out]
+        opts = schema.GatherOptionsT()
+        opts.axis, opts.batchDims = TIME_AXIS, 0
+        op.builtinOptionsType, op.builtinOptions = schema.BuiltinOptions.GatherOptions, opts
         self.emit(op)
 
 
@@ -413,8 +414,8 @@ def derive_step_model(windowed_bytes: bytes, expose_gate: bool = False) -> StepM
         state_in = g.new_tensor(t, L)
         buf = g.new_tensor(t, L + 1)
         g.concat(state_in, newest(t), buf)
-        dropped, state_out = g.new_tensor(t, 1), g.new_tensor(t, L)
-        g.split(buf, [1, L], [dropped, state_out])
+        state_out = g.new_tensor(t, L)
+        g.gather(buf, range(1, L + 1), state_out)
         src_op = g.windowed_ops[g.producer[t]] if t in g.producer else None
         label = g.name_of(src_op) if src_op is not None else "input"
         tt = g.tensor(t)
@@ -440,18 +441,8 @@ def derive_step_model(windowed_bytes: bytes, expose_gate: bool = False) -> StepM
         if start == 0 and length == L + 1:
             windows[key] = buf
             return buf
-        sizes, outs, want = [], [], None
-        if start > 0:
-            sizes.append(start)
-            outs.append(g.new_tensor(t, start))
-        sizes.append(length)
         want = g.new_tensor(t, length)
-        outs.append(want)
-        rest = L + 1 - start - length
-        if rest > 0:
-            sizes.append(rest)
-            outs.append(g.new_tensor(t, rest))
-        g.split(buf, sizes, outs)
+        g.gather(buf, range(start, start + length), want)
         windows[key] = want
         return want
 

@@ -54,6 +54,7 @@ MICRO_OPS: dict[str, str] = {
     "CONV_2D": "AddConv2D",
     "DEPTHWISE_CONV_2D": "AddDepthwiseConv2D",
     "FULLY_CONNECTED": "AddFullyConnected",
+    "GATHER": "AddGather",
     "LOGISTIC": "AddLogistic",
     "MAXIMUM": "AddMaximum",
     "MAX_POOL_2D": "AddMaxPool2D",
@@ -568,6 +569,8 @@ def int8_problems(info: ModelInfo, per_channel_dense: bool = True, multi_io: boo
             bias_like.add(ins[1])  # axis / shape operands are int32 by definition
         if name == "SPLIT_V":
             bias_like.update(ins[1:3])  # size_splits and axis
+        if name == "GATHER":
+            bias_like.add(ins[1])  # positions
         if name in ("STRIDED_SLICE", "SLICE"):
             bias_like.update(ins[1:])  # begin / end / strides or size
     for t in info.tensors:

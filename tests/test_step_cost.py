@@ -74,9 +74,10 @@ def test_step_model_work_equals_hand_counts(sc, tiny):
     assert by["AVERAGE_POOL_2D"]["elements"] == T * F
     concat = F * KERNELS[0] + C * sum(KERNELS[1:]) + T * F
     assert by["CONCATENATION"]["elements"] == concat and by["CONCATENATION"]["count"] == 5
-    # SPLIT_V copies whole buffers: each state shift, plus the residual branches' frame picks.
-    assert by["SPLIT_V"]["elements"] == concat + C * sum(KERNELS[1:])
-    assert res["bytes_copied"] == by["CONCATENATION"]["elements"] + by["SPLIT_V"]["elements"]
+    # GATHER copies frames: each state shift (all but the oldest frame), plus one frame for each residual branch.
+    state = F * (KERNELS[0] - 1) + C * sum(k - 1 for k in KERNELS[1:]) + (T - 1) * F
+    assert by["GATHER"]["elements"] == state + 3 * C and "SPLIT_V" not in by
+    assert res["bytes_copied"] == by["CONCATENATION"]["elements"] + by["GATHER"]["elements"]
     # State: (k - 1) frames of every buffer, 100 gate frames.
     state = F * (KERNELS[0] - 1) + C * sum(k - 1 for k in KERNELS[1:]) + (T - 1) * F
     assert res["state_bytes"] == state == tiny["step"].state_bytes == 4000
@@ -102,7 +103,9 @@ def test_instructions_follow_the_unit_cost_table(sc, tiny):
                 + res["by_op"]["MINIMUM"]["elements"] * u["MINIMUM"][1]
                 + res["by_op"]["AVERAGE_POOL_2D"]["elements"] * u["AVERAGE_POOL_2D"][1]
                 + sum(res["by_op"][op]["elements"] * u[op][1] + res["by_op"][op]["count"] * u[op][2]
-                      for op in ("CONCATENATION", "SPLIT_V"))
+                      for op in ("CONCATENATION", "GATHER"))
+                # one memcpy per gathered frame: every state frame, plus one per residual branch
+                + sc.GATHER_PER_ROW * ((KERNELS[0] - 1) + sum(k - 1 for k in KERNELS[1:]) + (T - 1) + 3)
                 + u["RESHAPE"][2])
     for d in sc.DISPATCH_SENSITIVITY:
         assert res["instructions_at_dispatch"][str(int(d))] == pytest.approx(expected + d * res["num_ops"])
