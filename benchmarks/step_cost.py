@@ -86,6 +86,7 @@ UNIT_COSTS: dict[str, tuple[str, float, float, str]] = {
                 "(-Os -mcpu=cortex-m4 -mthumb, GCC 12.2 here; the board's GCC 7 may differ by +-1) compile "
                 "it to 6 instructions per byte (cmp, blt, ldrsb, strb, adds, b), no memcpy; +100 per op"),
 }
+STATE_COPY_PER_BYTE = 0.53  # ASSUMED newlib memcpy rate (see CONCATENATION): the app's state copy-back
 GATHER_PER_ROW = 30.0  # ASSUMED: memcpy call + loop + bounds check per gathered frame
 DISPATCH_PER_OP = 300.0  # ASSUMED per-op overhead (interpreter loop + kernel prologue + per-channel set-up)
 DISPATCH_SENSITIVITY = (0.0, 300.0, 1000.0)
@@ -241,11 +242,14 @@ def per_hop(res: dict, every: int, dispatch_key: str | None = None) -> dict:
     model_invoke = res["instructions"] if dispatch_key is None else res["instructions_at_dispatch"][dispatch_key]
     model = model_invoke / every
     rec = RECOGNISER_PER_STEP / every
-    total = MFCC_PER_FRAME + model + rec
+    # The app copies each state output back into its input after every Invoke (memcpy).
+    state_copy = STATE_COPY_PER_BYTE * res.get("state_bytes", 0) if res["kind"] == "step" else 0.0
+    total = MFCC_PER_FRAME + model + rec + state_copy
     ms = tuple(total * c / CLOCK_HZ * 1e3 for c in CPI)
     goal = GOALS_PER_HOP.get(res["channels"])
     return {"runs_every_hops": every, "model_per_invoke": model_invoke, "model_per_hop": model,
-            "mfcc_per_hop": MFCC_PER_FRAME, "recogniser_per_hop": rec, "total_per_hop": total,
+            "mfcc_per_hop": MFCC_PER_FRAME, "recogniser_per_hop": rec, "state_copy_per_hop": state_copy,
+            "total_per_hop": total,
             "ms_per_hop": ms, "duty_pct": tuple(100 * m / HOP_MS for m in ms),
             "macs_per_hop": res["macs"] / every, "goal_per_hop": goal,
             "meets_goal": None if goal is None else total <= goal}
