@@ -1,8 +1,13 @@
 """Streaming benchmark: the device twin on a long stream of real speech over real background noise.
 
-    python benchmarks/streaming.py [--model export/real_c32/model_int8.tflite] [--minutes 10]
+    python benchmarks/streaming.py [--export export/real_c32] [--model PATH.tflite] [--minutes 10]
         [--snr 20 10] [--run_config runs/real_c32/run_config.json] [--json out.json] [--save_dir DIR]
         [--detection_threshold S] [--period_frames N] [--tolerance_s 1.0] [--seed 0]
+
+Model: `--model` names a .tflite in an export folder: `model_step_int8.tflite` (the per-frame
+step model: one run per 10 ms hop, as the board's default build) or `model_int8.tflite` (the
+windowed model every `--period_frames` frames). Without `--model`, the export folder's step
+model when it has one, else its windowed model.
 
 Stream: clips of `$KWS_REAL_DATA/sc_v2_test_dev` spoken by the VALIDATION speakers of the
 real-subset split (`kws_tf.data.split_of(speaker_of(path), validation_percent, test_percent)`,
@@ -15,7 +20,9 @@ changes. Because the clips come from the official Speech Commands test split, th
 are not comparable to published Speech Commands results.
 
 Detection: `kws_tf.simulate.DeviceTwin` (the board's C++ front-end + recogniser around the
-real TFLM interpreter), device defaults unless overridden. Scoring: `kws_tf.stream.
+real TFLM interpreter; the step model through `kws_tf.tflm.StepRunner`), device defaults
+unless overridden. A step model's detections come `delay_frames` hops later than the
+windowed model's (its look-ahead), which the delay figures include. Scoring: `kws_tf.stream.
 score_detections` (hit = same label within [onset - 0.1 s, end + tolerance]; every other
 detection is a false alarm; delays measured from the word's energy end and onset).
 """
@@ -43,13 +50,23 @@ def _split_percentages(run_config: pathlib.Path | None) -> tuple[float, float, s
     return 20.0, 0.0, "default (no run_config.json found)"
 
 
+def default_model(export: pathlib.Path) -> pathlib.Path:
+    """The export folder's step model when it has one (the board's default), else its windowed model."""
+    step = export / "model_step_int8.tflite"
+    return step if step.is_file() else export / "model_int8.tflite"
+
+
 def _fmt(x, spec=".2f"):
     return "-" if x is None else format(x, spec)
 
 
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", default=str(ROOT / "export" / "real_c32" / "model_int8.tflite"))
+    p.add_argument("--export", default=str(ROOT / "export" / "real_c32"),
+                   help="export folder; its step model is used when it has one (see --model)")
+    p.add_argument("--model", default=None,
+                   help="a .tflite in an export folder: model_step_int8.tflite or model_int8.tflite "
+                        "(default: the --export folder's step model if present, else its model_int8.tflite)")
     p.add_argument("--run_config", default=None,
                    help="run_config.json of the model's training run (default: runs/<export name>/run_config.json)")
     p.add_argument("--minutes", type=float, default=10.0)
@@ -70,13 +87,15 @@ def main():
     if not data or not (pathlib.Path(data) / "sc_v2_test_dev").is_dir():
         sys.exit("error: set KWS_REAL_DATA to the shared real-audio folder (with sc_v2_test_dev/)")
     data = pathlib.Path(data)
-    model_path = pathlib.Path(args.model)
+    model_path = pathlib.Path(args.model) if args.model else default_model(pathlib.Path(args.export))
     name = model_path.parent.name
     run_config = pathlib.Path(args.run_config) if args.run_config else ROOT / "runs" / name / "run_config.json"
     try:
         model = simulate.load_exported(model_path)
     except simulate.SimulateError as e:
         sys.exit(f"error: {e}")
+    if model.is_step and args.period_frames not in (None, 1):
+        sys.exit("error: --period_frames applies to the windowed model; the step model runs on every frame")
     val_pct, test_pct, split_source = _split_percentages(run_config)
     snrs = [None if s.lower() in ("clean", "inf", "none") else float(s) for s in args.snr]
 
@@ -88,7 +107,9 @@ def main():
     items = stream.plan_items(clips, rng, args.minutes, reuse=True)
     t_load = time.perf_counter() - t0
     n_clips = {w: len(v) for w, v in clips.items()}
-    print(f"model {model_path} ({len(model.model_bytes)} bytes); validation speakers of the "
+    kind = (f"step model, every 10 ms hop, look-ahead {model.step_delay_frames} frames" if model.is_step
+            else "windowed model")
+    print(f"model {model_path} ({len(model.model_bytes)} bytes, {kind}); validation speakers of the "
           f"{val_pct:g}/{test_pct:g} % split ({split_source}): "
           f"{sum(v for w, v in n_clips.items() if w in stream.labels_lib.KEYWORDS)} keyword clips, "
           f"{sum(v for w, v in n_clips.items() if w not in stream.labels_lib.KEYWORDS)} other clips; "
@@ -112,7 +133,7 @@ def main():
               f"({score['false_alarms_per_hour']:.1f}/h; {score['false_alarm_breakdown']}), delay from word end "
               f"median {_fmt(score['delay_from_end_s']['median'])} s / p95 {_fmt(score['delay_from_end_s']['p95'])} s "
               f"(from onset: {_fmt(score['delay_from_onset_s']['median'])} / {_fmt(score['delay_from_onset_s']['p95'])} s); "
-              f"twin {t_twin:.1f} s for {twin.counters['inferences']} inferences", flush=True)
+              f"twin {t_twin:.1f} s for {twin.counters['inferences']} model runs", flush=True)
         results.append({
             "snr_db": snr, "duration_s": s.duration_s, "noise_sources": s.noise_sources,
             "inferences": twin.counters["inferences"], "twin_seconds": t_twin, "build_seconds": t_build,
@@ -127,26 +148,29 @@ def main():
             tag = "clean" if snr is None else f"snr{snr:g}"
             write_wav(out / f"stream_{tag}.wav", s.pcm)
             (out / f"stream_{tag}_truth.json").write_text(json.dumps(s.truth_dict(), indent=1))
-        twin_config = {"period_frames": twin.period_frames, **twin.recognizer_config}
+        twin_config = {"model_kind": model.kind, "period_frames": twin.period_frames,
+                       "step_delay_frames": twin.delay_frames, **twin.recognizer_config}
         twin.close()
 
     total = time.perf_counter() - t0
     print(f"total {total:.1f} s (loading clips {t_load:.1f} s) on {os.cpu_count()} cores, {platform.machine()}")
     report = {
-        "model": str(model_path), "model_bytes": len(model.model_bytes),
+        "model": str(model_path), "model_kind": model.kind, "model_bytes": len(model.model_bytes),
         "data": "sc_v2_test_dev (official Speech Commands v0.02 TEST clips; not a Speech Commands test figure)",
         "speakers": f"validation split of split_of(speaker, {val_pct}, {test_pct}) ({split_source})",
         "minutes": args.minutes, "speech_dbfs": args.speech_dbfs, "seed": args.seed,
         "twin_config": twin_config, "tolerance_s": args.tolerance_s,
         "delay_definition": "detection time (audio time of the inference that fired) minus the word's energy end "
                             "(delay_from_end_s) or onset (delay_from_onset_s); words located by 20 ms frame energy "
-                            "within 20 dB of the clip's loudest frame",
+                            "within 20 dB of the clip's loudest frame; a step model's detections include its "
+                            "look-ahead (step_delay_frames x 10 ms)",
         "false_alarm_definition": "every detection that is not the first same-label detection within "
                                   "[onset - 0.1 s, end + tolerance] of a keyword; per hour of the whole stream",
         "results": results, "total_seconds": total,
         "machine": {"cores": os.cpu_count(), "arch": platform.machine(), "python": platform.python_version()},
     }
-    out_json = pathlib.Path(args.json) if args.json else ROOT / "runs" / f"streaming_{name}.json"
+    suffix = "_step" if model.is_step else ""
+    out_json = pathlib.Path(args.json) if args.json else ROOT / "runs" / f"streaming_{name}{suffix}.json"
     out_json.parent.mkdir(parents=True, exist_ok=True)
     out_json.write_text(json.dumps(report, indent=1) + "\n")
     print(f"wrote {out_json}")
