@@ -204,6 +204,7 @@ void PrintHelp() {
   PrintBanner();
 }
 
+#if KWS_HAVE_SELFTEST_DATA
 // Index of `label` in the model's classes, -1 if absent.
 int FindLabel(const char* label) {
   for (int i = 0; i < kws::kNumClasses; ++i) {
@@ -211,6 +212,7 @@ int FindLabel(const char* label) {
   }
   return -1;
 }
+#endif
 
 // Replays each embedded clip through the whole pipeline (KwsApp::SelfTest:
 // front-end, TFLM, recogniser) and compares with the host pipeline's label.

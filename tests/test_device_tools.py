@@ -589,7 +589,7 @@ def _write_generated(sketch: pathlib.Path, settings_step: bool = True, step_data
     if step_data:  # the stub interpreter knows the step model by its first byte
         models.append(("g_step_model", "model_step_data", b"S" + bytes(range(31))))
     for name, base, data in models:
-        h, c = codegen.render_model_data(data, name=name, header_name=f"{base}.h")
+        h, c = codegen.render_model_data(data, name=name)  # as export calls it
         (sketch / f"{base}.h").write_text(h)
         (sketch / f"{base}.cc").write_text(c)
         sources.append(sketch / f"{base}.cc")

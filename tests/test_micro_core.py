@@ -447,6 +447,23 @@ def test_codegen_model_data_round_trip():
     assert codegen.render_model_data(blob) == codegen.render_model_data(blob)
 
 
+@pytest.mark.skipif(shutil.which("g++") is None, reason="g++ not installed")
+def test_codegen_step_model_data_lives_beside_the_windowed(tmp_path):
+    """render_model_data(bytes, name="g_step_model") (what export calls) gives model_step_data.h/.cc
+    with their own include guard: the sketch includes both headers and links both arrays."""
+    for name, base, blob in (("g_model", "model_data", b"\x01\x02"), ("g_step_model", "model_step_data", b"S\x03")):
+        header, source = codegen.render_model_data(blob, name=name)
+        assert f'#include "{base}.h"' in source
+        (tmp_path / f"{base}.h").write_text(header)
+        (tmp_path / f"{base}.cc").write_text(source)
+    (tmp_path / "main.cc").write_text('#include "model_data.h"\n#include "model_step_data.h"\n'
+                                      "int main() { return g_model[0] + g_step_model[0] == 1 + 'S' ? 0 : 1; }\n")
+    exe = tmp_path / "both"
+    subprocess.run(["g++", "-std=gnu++14", "-Wall", "-Werror", "-I", str(tmp_path), *(str(tmp_path / f) for f in (
+        "main.cc", "model_data.cc", "model_step_data.cc")), "-o", str(exe)], check=True)
+    assert subprocess.run([str(exe)]).returncode == 0
+
+
 def test_codegen_cli_writes_header(tmp_path, normalization):
     norm_path = tmp_path / "norm.json"
     norm_path.write_text(json.dumps(normalization.to_dict()))
