@@ -63,6 +63,7 @@ EVAL_SPLITS = ("validation", "test", "train")
 ARTIFACTS = ("model_int8.tflite", "model_float.tflite", "model_data.h", "model_data.cc", "kws_settings.h",
              "normalization.json") + STEP_ARTIFACTS
 DEFAULT_GATE = "secant"
+DEFAULT_CLASSIFIER = "per_frame"
 
 
 def _gate_form(model_bytes: bytes, gate: str) -> bytes:
@@ -112,6 +113,7 @@ def export_model(
     timing_repeats: int = 50,
     micro_ops: dict | None = None,
     gate: str = DEFAULT_GATE,
+    classifier: str = DEFAULT_CLASSIFIER,
     step_model: bool = True,
     log=print,
 ) -> dict:
@@ -121,6 +123,9 @@ def export_model(
     `micro_ops` (default `tflite_tools.MICRO_OPS`) is the op list the device registers.
     `gate`: "secant" (default; free in int8, see `kws_tf.gates.secant_gate`) or "tanh" (the
     paper's inference gate, TANH + ADD + MINIMUM in int8); SparkNet only.
+    `classifier`: "after_average" (the trained order) or "per_frame" (the linear layer on every
+    gate frame, then the average: the same float function, a 12-channel average; see
+    `tflite_tools.deploy_model`).
     `step_model`: also write the per-frame step model (`kws_tf.step_graph`); a model whose
     graph cannot stream gets none, with the reason in the report.
     Raises ExportError (one line) for anything the user must fix.
@@ -139,6 +144,9 @@ def export_model(
         raise ExportError("--min_agreement must be a fraction in [0, 1]")
     if gate not in tflite_tools.GATES:
         raise ExportError(f"unknown gate {gate!r}; choose one of {', '.join(tflite_tools.GATES)}")
+    if classifier not in tflite_tools.CLASSIFIERS:
+        raise ExportError(f"unknown classifier order {classifier!r}; choose one of "
+                          f"{', '.join(tflite_tools.CLASSIFIERS)}")
     micro_ops = tflite_tools.MICRO_OPS if micro_ops is None else micro_ops
     model_dir = pathlib.Path(model_dir)
     out = pathlib.Path(out_dir) if out_dir else pathlib.Path("export") / model_dir.resolve().name
@@ -185,7 +193,7 @@ def export_model(
     if not has_gate:
         gate = "none"
     try:
-        deploy = tflite_tools.deploy_model(net)
+        deploy = tflite_tools.deploy_model(net, classifier=classifier)
     except tflite_tools.ConversionError as e:
         raise ExportError(str(e)) from None
     float_scores = _predict_keras(net, x_eval)
@@ -193,10 +201,10 @@ def export_model(
     deploy_diff = float(np.max(np.abs(_predict_keras(deploy, x_eval[:64]) - float_scores[:64])))
     if not deploy_diff <= 1e-3 * (1.0 + float(np.max(np.abs(float_scores[:64])))):
         raise ExportError(f"the deploy graph differs from the trained model by {deploy_diff:g} (a bug in deploy_model)")
-    gate_report = {"gate": gate}
+    gate_report = {"gate": gate, "classifier": classifier}
     if gate == "secant":
         # The paper's gate is what was trained; the secant gate approximates it (see gates.py).
-        deploy = tflite_tools.deploy_model(net, gate="secant")
+        deploy = tflite_tools.deploy_model(net, gate="secant", classifier=classifier)
         secant_pred = _predict_keras(deploy, x_eval).argmax(-1)
         gate_report.update({"tanh_float_accuracy": _accuracy(float_pred, y_eval),
                             "secant_float_accuracy": _accuracy(secant_pred, y_eval),
@@ -239,7 +247,8 @@ def export_model(
             history = qat_lib.fine_tune(qmodel, dataset, norm, run_config, qat_epochs, lr=qat_lr,
                                         batch_size=qat_batch_size, log=lambda m: log(f"    {m}"))
             qat_fq_pred = _predict_keras(qmodel, x_eval).argmax(-1)
-            deploy_qat = tflite_tools.deploy_model(net, gate="secant" if gate == "secant" else "tanh")
+            deploy_qat = tflite_tools.deploy_model(net, gate="secant" if gate == "secant" else "tanh",
+                                                   classifier=classifier)
             qat_lib.copy_back(qmodel, deploy_qat)
             qat_float_pred = _predict_keras(deploy_qat, x_eval).argmax(-1)
         try:
@@ -446,6 +455,10 @@ def define_flags():
     flags.DEFINE_enum("gate", DEFAULT_GATE, ["secant", "tanh"], "SparkNet's inference gate in int8: 'secant' "
                       "(clip(s*h + 0.5, 0, 1) folded into the head convolution: no op at all) or 'tanh' (the "
                       "paper's clip(tanh(h) + 0.5, 0, 1): TANH, ADD, MINIMUM).")
+    flags.DEFINE_enum("classifier", DEFAULT_CLASSIFIER, ["after_average", "per_frame"],
+                      "Where the linear classifier runs in int8: on the time average of the gate (the trained "
+                      "order) or on every gate frame before the average (same float function; the step model's "
+                      "average then covers 12 class channels instead of 32 gate channels).")
     flags.DEFINE_bool("step_model", True, "Also write the per-frame step model (model_step_int8.tflite).")
     flags.DEFINE_string("selftest_clips", None, "Folder with the micro_speech test clips (yes_1000ms.wav, ...): "
                         "also write selftest_data.h/.cc for the board's `t` self-test.")
@@ -474,7 +487,8 @@ def main(argv):
                      overwrite=FLAGS.overwrite, eval_split=FLAGS.eval_split, min_agreement=FLAGS.min_agreement,
                      max_accuracy_drop=FLAGS.max_accuracy_drop, qat_lr=FLAGS.qat_lr,
                      qat_batch_size=FLAGS.qat_batch_size, per_channel_dense=FLAGS.per_channel_dense,
-                     timing_repeats=FLAGS.timing_repeats, gate=FLAGS.gate, step_model=FLAGS.step_model,
+                     timing_repeats=FLAGS.timing_repeats, gate=FLAGS.gate, classifier=FLAGS.classifier,
+                     step_model=FLAGS.step_model,
                      log=lambda m: print(m, flush=True))
         if FLAGS.selftest_clips:
             from kws_tf import selftest_data, simulate

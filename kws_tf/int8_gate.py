@@ -68,6 +68,7 @@ def saturate_gate(model_bytes: bytes) -> bytes:
         raise GateRewriteError(f"the gate's MINIMUM clips at {c_val.ravel()[:1]}, not 1")
 
     gate = int(mn.outputs[0])
+    gate_old_scale = float(sg.tensors[gate].quantization.scale[0])
     conv.outputs = [gate]
     sg.operators = [op for op in sg.operators if op is not mn]
     _set_quant(sg.tensors[gate], GATE_SCALE, GATE_ZERO_POINT)
@@ -82,6 +83,10 @@ def saturate_gate(model_bytes: bytes) -> bytes:
             if op_name(op) in ("STRIDED_SLICE", "SLICE", "RESHAPE"):
                 _set_quant(sg.tensors[int(op.outputs[0])], GATE_SCALE, GATE_ZERO_POINT)
                 frontier.append(int(op.outputs[0]))
+            elif op_name(op) in ("CONV_2D", "FULLY_CONNECTED", "DEPTHWISE_CONV_2D"):
+                # a classifier on every gate frame (deploy_model(classifier="per_frame"))
+                if len(op.inputs) > 2 and int(op.inputs[2]) >= 0:
+                    _rescale_bias(model, sg.tensors[int(op.inputs[2])], gate_old_scale / GATE_SCALE)
             else:
                 pools.append(op)
     for pool in pools:

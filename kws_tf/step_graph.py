@@ -258,6 +258,31 @@ def _time_crop(g: _Graph, op, name: str, T: int) -> tuple[int, int]:
     return int(begin[TIME_AXIS]), int(out_shape[TIME_AXIS])
 
 
+def _whole_window_reduction(g: _Graph, op, name: str) -> bool:
+    """An op reducing the whole time axis of its input to one frame (the time average)."""
+    src, out = g.tensor(int(op.inputs[0])), g.tensor(int(op.outputs[0]))
+    if len(src.shape) != 4 or len(out.shape) != 4 or int(out.shape[TIME_AXIS]) != 1 or int(src.shape[1]) != 1:
+        return False
+    length = int(src.shape[TIME_AXIS])
+    if name == "AVERAGE_POOL_2D":
+        return int(op.builtinOptions.filterWidth) == length and int(op.builtinOptions.filterHeight) == 1
+    if name == "DEPTHWISE_CONV_2D":
+        kh, kw = _conv_time_kernel(g, op)
+        return op.builtinOptions.padding == g.schema.Padding.VALID and (kh, kw) == (1, length) and length > 1
+    return False
+
+
+def _gate_tensor(g: _Graph, averaged: int) -> int:
+    """The gate: the averaged tensor, or the input of the 1x1 classifier applied to every frame
+    before the average (`deploy_model(classifier="per_frame")`)."""
+    i = g.producer.get(averaged)
+    if i is not None:
+        op = g.windowed_ops[i]
+        if g.name_of(op) == "CONV_2D" and _conv_time_kernel(g, op) == (1, 1):
+            return int(op.inputs[0])
+    return averaged
+
+
 def derive_step_model(windowed_bytes: bytes, expose_gate: bool = False) -> StepModel:
     """The step model of a windowed int8 flatbuffer (see the module doc). Raises StepGraphError.
 
@@ -292,11 +317,11 @@ def derive_step_model(windowed_bytes: bytes, expose_gate: bool = False) -> StepM
         ins = [int(t) for t in op.inputs if int(t) >= 0]
         tv = [t for t in ins if time_varying(t)]
         outs = [int(t) for t in op.outputs]
-        if name == "AVERAGE_POOL_2D" and ins[0] in crops:
-            src, first, n = crops[ins[0]]
-            opts = op.builtinOptions
-            if int(opts.filterWidth) != n or int(opts.filterHeight) != 1:
-                raise StepGraphError("AVERAGE_POOL_2D over part of a cropped window cannot stream")
+        if _whole_window_reduction(g, op, name) and (ins[0] in crops or ins[0] in tv):
+            # AVERAGE_POOL_2D, or a 'VALID' DEPTHWISE_CONV_2D, over every frame of its input
+            src, first, n = crops[ins[0]] if ins[0] in crops else (ins[0], 0, T)
+            if int(g.tensor(ins[0]).shape[TIME_AXIS]) != n:
+                raise StepGraphError(f"{name} over part of a window cannot stream")
             kind[i], pool_src[i] = "pool", (src, first, n)
             pooled.append(i)
             continue
@@ -469,7 +494,7 @@ def derive_step_model(windowed_bytes: bytes, expose_gate: bool = False) -> StepM
                 static_map[int(t)] = g.copy_tensor(int(t))
                 new.outputs.append(static_map[int(t)])
         elif k == "pool":
-            new.inputs = [window(pool_src[i][0], *pool_window)]
+            new.inputs = [window(pool_src[i][0], *pool_window)] + ins[1:]  # weights of a depthwise mean
             static_map[int(op.outputs[0])] = g.copy_tensor(int(op.outputs[0]))
             new.outputs = [static_map[int(op.outputs[0])]]
         else:
@@ -499,7 +524,7 @@ def derive_step_model(windowed_bytes: bytes, expose_gate: bool = False) -> StepM
     sg.operators = g.new_ops
     sg.inputs = [step_in] + [s for s, _ in state_pairs]
     sg.outputs = [scores] + [o for _, o in state_pairs]
-    gate_src = pool_src[pooled[0]][0]
+    gate_src = _gate_tensor(g, pool_src[pooled[0]][0])
     gate_index = None
     if expose_gate:
         sg.outputs.append(frame_of[(gate_src, need[gate_src][0])])
@@ -518,14 +543,14 @@ def derive_step_model(windowed_bytes: bytes, expose_gate: bool = False) -> StepM
 def gate_probe_model(windowed_bytes: bytes) -> bytes:
     """The windowed model with the gate ([1, 1, T, C], before any time crop) as a second output."""
     g = _Graph(windowed_bytes)
-    pools = [op for op in g.windowed_ops if g.name_of(op) == "AVERAGE_POOL_2D"]
+    pools = [op for op in g.windowed_ops if _whole_window_reduction(g, op, g.name_of(op))]
     if len(pools) != 1:
-        raise StepGraphError(f"expected one AVERAGE_POOL_2D, found {len(pools)}")
-    gate = int(pools[0].inputs[0])
-    crop = g.producer.get(gate)
+        raise StepGraphError(f"expected one whole-window average, found {len(pools)}")
+    src = int(pools[0].inputs[0])
+    crop = g.producer.get(src)
     if crop is not None and g.name_of(g.windowed_ops[crop]) in ("STRIDED_SLICE", "SLICE"):
-        gate = int(g.windowed_ops[crop].inputs[0])  # the whole gate, not the averaged interior
-    g.sg.outputs = [int(g.sg.outputs[0]), gate]
+        src = int(g.windowed_ops[crop].inputs[0])  # the whole gate, not the averaged interior
+    g.sg.outputs = [int(g.sg.outputs[0]), _gate_tensor(g, src)]
     g.new_ops = list(g.windowed_ops)
     return _pack_pruned(g)
 

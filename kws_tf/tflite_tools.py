@@ -138,6 +138,7 @@ def _secant_gate_class():
 _DEPLOY_GATE = None
 _SECANT_GATE = None
 GATES = ("tanh", "secant")
+CLASSIFIERS = ("after_average", "per_frame")
 
 
 def secant_gate_class():
@@ -179,7 +180,7 @@ def _bn_params(bn):
     return gamma, beta, bn.moving_mean.numpy(), bn.moving_variance.numpy()
 
 
-def deploy_model(model, fold_batchnorm: bool = True, gate: str = "tanh"):
+def deploy_model(model, fold_batchnorm: bool = True, gate: str = "tanh", classifier: str = "after_average"):
     """The deployable form of a trained functional Keras model (see the module doc).
 
     Same float function (up to float rounding from BN folding), new layers (weights
@@ -191,6 +192,12 @@ def deploy_model(model, fold_batchnorm: bool = True, gate: str = "tanh"):
     `gate`: "tanh" keeps the paper's inference gate `clip(tanh(h) + 0.5, 0, 1)`;
     "secant" replaces it by `kws_tf.gates.secant_gate` folded into the head
     convolution (see there), which `kws_tf.int8_gate` then makes free in int8.
+
+    `classifier`: "after_average" (the trained order: average the gate over time, then the
+    linear layer) or "per_frame": the linear layer (with its bias) on every gate frame, then
+    the time average of its outputs. The same function (both are linear), but the average
+    then runs over 12 class channels instead of 32 gate channels: in the per-frame step
+    model the 101-frame AVERAGE_POOL_2D and its state shrink to 12/32.
     """
     import tf_keras as keras
 
@@ -198,6 +205,10 @@ def deploy_model(model, fold_batchnorm: bool = True, gate: str = "tanh"):
 
     if gate not in GATES:
         raise ConversionError(f"unknown gate {gate!r}; choose one of {', '.join(GATES)}")
+    if classifier not in CLASSIFIERS:
+        raise ConversionError(f"unknown classifier order {classifier!r}; choose one of {', '.join(CLASSIFIERS)}")
+    gap_input: dict[int, object] = {}  # GAP output -> the new tensor it averages
+    crop_of: dict[int, tuple] = {}  # new Cropping2D output -> (the trained layer, its new input)
     gate_cls = deploy_gate_class() if gate == "tanh" else secant_gate_class()
     conv_types = (keras.layers.Conv2D, keras.layers.DepthwiseConv2D)
     layers = [layer for layer in model.layers if not isinstance(layer, keras.layers.InputLayer)]
@@ -291,6 +302,7 @@ def deploy_model(model, fold_batchnorm: bool = True, gate: str = "tanh"):
             _, h, w, c = x.shape
             y = keras.layers.AveragePooling2D((h, w), name=layer.name)(x)
             pooled[id(layer.output)] = y
+            gap_input[id(layer.output)] = (x, layer.name)
             tensors[id(layer.output)] = keras.layers.Reshape((c,), name=f"{layer.name}_flat")(y)
             continue
         if isinstance(layer, keras.layers.Flatten) and tuple(layer.input.shape[1:3]) == (1, 1):
@@ -312,13 +324,36 @@ def deploy_model(model, fold_batchnorm: bool = True, gate: str = "tanh"):
             new = keras.layers.Conv2D(layer.units, 1, use_bias=layer.use_bias, activation=layer.activation,
                                       kernel_regularizer=layer.kernel_regularizer,
                                       bias_regularizer=layer.bias_regularizer, name=layer.name)
-            y = new(pooled[id(layer.input)])
+            if classifier == "per_frame" and id(layer.input) in gap_input:
+                if keras.activations.serialize(layer.activation) not in ("linear", None):
+                    raise ConversionError(f"per-frame classifier: {layer.name} is not linear")
+                frames, pool_name = gap_input[id(layer.input)]
+                crop = crop_of.get(id(frames))
+                if crop is not None:  # classify every frame, then crop: the crop stays next to the average
+                    z = new(crop[1])
+                    z = keras.layers.Cropping2D.from_config({**crop[0].get_config(), "name": f"{crop[0].name}_z"})(z)
+                else:
+                    z = new(frames)
+                # The mean of the class scores as a depthwise convolution with weights 1/T rather
+                # than AVERAGE_POOL_2D: the pool must keep its input's quantisation (that of one
+                # frame's scores, about twice as coarse as the mean's range); the convolution's
+                # requantisation gives the mean its own finer output scale. Weights 1/T quantise
+                # exactly (127 at scale 1/(127 T)).
+                _, h, w, c = z.shape
+                mean = keras.layers.DepthwiseConv2D((h, w), padding="valid", use_bias=False,
+                                                    name=f"{pool_name}_of_{layer.name}")
+                y = mean(z)
+                mean.set_weights([np.full((h, w, c, 1), 1.0 / (h * w), np.float32)])
+            else:
+                y = new(pooled[id(layer.input)])
             new.set_weights([kernel[None, None], *bias])
             tensors[id(layer.output)] = keras.layers.Reshape((layer.units,), name=f"{layer.name}_flat")(y)
             continue
         new = gate_cls.from_config(layer.get_config()) if isinstance(layer, RelaxedBernoulliGate) else clone(layer)
         y = new(x)
         new.set_weights(layer.get_weights())
+        if isinstance(layer, keras.layers.Cropping2D):
+            crop_of[id(y)] = (layer, x)
         tensors[id(layer.output)] = y
     if pending:
         raise ConversionError(f"could not fold batch normalisation layers {sorted(pending)}")

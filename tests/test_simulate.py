@@ -379,9 +379,17 @@ def test_cli_prints_and_writes_detections_and_resamples(exported_model, tone_str
     assert rows[0] == "time_s,label,score" and len(rows) == len(lines) + 1
     first = rows[1].split(",")
     assert lines[0] == f"t={float(first[0]):.2f}s {first[1]} score={first[2]}"
+    # The CLI is the API: the same detections as DeviceTwin.run on the same resampled audio.
+    from kws_tf import simulate
+
+    pcm = simulate.read_stream_wav(wav, warn=lambda m: None)
+    api = simulate.DeviceTwin(simulate.load_exported(exported_model)).run(pcm)
+    assert [(f"{d.time_s:.2f}", d.label, str(d.score)) for d in api] == \
+        [(f"{float(r.split(',')[0]):.2f}", r.split(",")[1], r.split(",")[2]) for r in rows[1:]]
     truth = [e for e in tone_stream.keywords if e.end_s < 29]
     res = stream.score_detections([(float(r.split(",")[0]), r.split(",")[1]) for r in rows[1:]], truth, 30.0)
-    assert res["hits"] >= 0.7 * len(truth)
+    # A 15-epoch toy model on 44.1 kHz audio resampled twice: it must still find most planted words.
+    assert res["hits"] >= 0.6 * len(truth) and res["false_alarms"] <= 1, res["matches"]
 
 
 def test_cli_bad_input_is_one_line_error(exported_model, tmp_path):

@@ -91,6 +91,11 @@ def test_step_model_is_fully_int8_with_board_ops_only(exported):
     assert {"CONCATENATION", "GATHER"} <= set(info.ops) and "SPLIT_V" not in info.ops
     # no op the gate costs in the default (secant) export
     assert not {"TANH", "MINIMUM", "LOGISTIC"} & set(info.ops)
+    # the default per-frame classifier: the average (and its 100-frame state) covers the 12 classes
+    # (the mean as a 'valid' depthwise convolution with weights 1/101, so it gets its own output scale)
+    assert report["ops"][-3:] == ["CONV_2D", "DEPTHWISE_CONV_2D", "RESHAPE"]
+    assert max(s["frames"] for s in report["step_model"]["states"]) == 100
+    assert [s["channels"] for s in report["step_model"]["states"] if s["frames"] == 100] == [labels.NUM_CLASSES]
     assert tuple(info.input.shape) == (1, 1, 1, features.NUM_MFCC)
     assert int(np.prod(info.output.shape)) == labels.NUM_CLASSES
     # SparkNet's look-ahead: sum of (k - 1) / 2 over the four time kernels (11, 15, 19, 29)
@@ -167,9 +172,10 @@ def test_scores_differ_from_the_windowed_only_by_what_the_edges_explain(exported
     out, report = exported
     windowed, _ = _models(out)
     info = tflite_tools.inspect_model(windowed)
-    cls_op = [io for io in info.op_io if io[0] == "CONV_2D"][-1]
+    cls_op = [io for io in info.op_io if io[0] == "CONV_2D"][-1]  # the classifier, before or after the average
     w = info.tensors[cls_op[1][1]]
-    pooled = info.tensors[cls_op[1][0]]
+    pooled = info.tensors[cls_op[1][0]]  # its input: the averaged gate, or the gate frames
+    cls_out = info.tensors[cls_op[2][0]]
     out_t = info.output
     w_int8 = np.frombuffer(_tensor_bytes(windowed, w.index), np.int8).reshape(w.shape[0], -1).astype(np.float64)
     w_float = np.abs(w_int8 * np.asarray(w.scales)[:, None])  # [classes, 32]
@@ -185,7 +191,9 @@ def test_scores_differ_from_the_windowed_only_by_what_the_edges_explain(exported
         sg = gates[start + delay:start + delay + T]
         dsum = np.abs(sg.astype(np.int64) - wg.astype(np.int64)).sum(axis=0)  # per channel, int8 steps
         dpool = (dsum / T + 1.0) * pooled.scales[0]  # +1: each average rounds once
-        bound = (w_float @ dpool) / out_t.scales[0] + 1.0
+        # + each side's rounding: of the classifier's output (per frame, when it runs before the
+        # average) and of the model output
+        bound = (w_float @ dpool) / out_t.scales[0] + cls_out.scales[0] / out_t.scales[0] + 1.0
         diff = np.abs(scores[hop].astype(np.int64) - wscore.astype(np.int64))
         assert np.all(diff <= np.ceil(bound)), (start, diff, bound)
         checked += 1
@@ -246,10 +254,13 @@ def test_evaluate_runs_the_step_model_clip_by_clip(exported, synth_folder, tmp_p
         evaluate.load_predictor(str(out / "model_step_int8.tflite"), runtime="tflite")
 
 
-def test_tanh_gate_export_streams_too(trained_model_dir, tmp_path):
+def test_tanh_gate_and_trained_classifier_order_stream_too(trained_model_dir, tmp_path):
     from kws_tf import export, tflite_tools
 
-    report = export.export_model(trained_model_dir, tmp_path / "t", gate="tanh", log=_quiet)
+    report = export.export_model(trained_model_dir, tmp_path / "t", gate="tanh", classifier="after_average",
+                                 log=_quiet)
+    # the trained order: the classifier runs once, on the averaged gate
+    assert report["ops"][-3:] == ["AVERAGE_POOL_2D", "CONV_2D", "RESHAPE"]
     assert "TANH" in report["ops"] and "TANH" in report["step_model"]["ops"]
     step = (tmp_path / "t" / "model_step_int8.tflite").read_bytes()
     assert tflite_tools.int8_problems(tflite_tools.inspect_model(step), multi_io=True) == []
