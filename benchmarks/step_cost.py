@@ -407,6 +407,61 @@ def report(models: list[dict], every: int, markdown: bool, per_op: bool) -> str:
     return "\n".join(out)
 
 
+def plot_per_hop(models: list[dict], every: int, path) -> None:
+    """Left: total per hop of every model (log scale). Right: the step models' hop split into
+    MFCC, model ops by type and recogniser + state copy, with the goals (linear scale)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    rows = [m for m in models if m["kind"] != "anchor"]
+    if not rows:
+        return
+    label = lambda m: f"{pathlib.Path(m['name']).parent.name or m['name']}\n{m['kind']}"  # noqa: E731
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(13, 5.5), gridspec_kw={"width_ratios": [1, 1.3]})
+    totals = [per_hop(m, every)["total_per_hop"] / 1e3 for m in rows]
+    ax1.bar([label(m) for m in rows], totals, color=["tab:blue" if m["kind"] == "step" else "tab:gray" for m in rows])
+    for i, t in enumerate(totals):
+        ax1.text(i, t, f"{t:,.0f}k", ha="center", va="bottom", fontsize=7)
+    full_hop = CLOCK_HZ * HOP_MS / 1e3 / CPI[1] / 1e3
+    ax1.axhline(full_hop, ls=":", color="k", lw=1)
+    ax1.text(-0.4, full_hop, "a whole hop at 1.5 cycles/instr", va="bottom", fontsize=7)
+    ax1.set_yscale("log")
+    ax1.set_ylabel("Thumb-2 instructions per 10 ms hop, thousands (ESTIMATE)")
+    ax1.set_title("MFCC + model + recogniser per hop\n(windowed model every 4 hops, step model every hop)", fontsize=9)
+    plt.setp(ax1.get_xticklabels(), fontsize=6, rotation=90)
+
+    steps = [m for m in rows if m["kind"] == "step"]
+    if steps:
+        names = [label(m) for m in steps]
+        hops = [per_hop(m, every) for m in steps]
+        ops = sorted({op for m in steps for op in m["by_op"]})
+        bottom = np.zeros(len(steps))
+        cmap = plt.get_cmap("tab20")
+        parts = [("MFCC frame", [h["mfcc_per_hop"] for h in hops], "0.65")]
+        parts += [(op, [m["by_op"].get(op, {}).get("instructions", 0.0) for m in steps], cmap(k % 20))
+                  for k, op in enumerate(ops)]
+        parts.append(("recogniser + state copy",
+                      [h["recogniser_per_hop"] + h.get("state_copy_per_hop", 0.0) for h in hops], "0.3"))
+        for name, values, colour in parts:
+            values = np.asarray(values, float) / 1e3
+            ax2.bar(names, values, bottom=bottom, label=name, color=colour)
+            bottom += values
+        for c, goal in sorted(GOALS_PER_HOP.items()):
+            ax2.axhline(goal / 1e3, ls="--", lw=1, color="tab:red" if c == 32 else "tab:purple")
+            ax2.text(len(steps) - 0.5, goal / 1e3, f"goal C={c}", va="bottom", ha="right", fontsize=8)
+        ax2.set_ylabel("thousands of instructions per hop (ESTIMATE)")
+        ax2.set_title("per-frame step models: where a hop goes", fontsize=9)
+        ax2.legend(fontsize=7, ncol=2, loc="upper left")
+        plt.setp(ax2.get_xticklabels(), fontsize=6, rotation=90)
+    fig.tight_layout()
+    pathlib.Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("models", nargs="*", help="export folders and/or .tflite files")
@@ -416,11 +471,14 @@ def main(argv=None) -> int:
     p.add_argument("--markdown", action="store_true", help="markdown tables on stdout")
     p.add_argument("--per_op", action="store_true", help="also list every op of every model")
     p.add_argument("--windowed_every", type=int, default=WINDOWED_EVERY, help="hops between windowed Invokes")
+    p.add_argument("--png", help="bar chart of the estimated instructions per 10 ms hop (with the goals)")
     args = p.parse_args(argv)
     if not args.models and not args.anchors:
         p.error("give at least one export folder, .tflite file or --anchors DIR")
     models = collect(args.models, args.anchors)
     print(report(models, args.windowed_every, args.markdown, args.per_op))
+    if args.png:
+        plot_per_hop(models, args.windowed_every, args.png)
     if args.json:
         doc = {"note": "ESTIMATE from counted work and unit costs, not a measurement",
                "dispatch_per_op": DISPATCH_PER_OP, "dispatch_sensitivity": list(DISPATCH_SENSITIVITY),
