@@ -49,8 +49,22 @@
 #ifndef KWS_INFERENCE_EVERY_FRAMES  // windowed model only; 0: the core's default (4 = 40 ms)
 #define KWS_INFERENCE_EVERY_FRAMES 0
 #endif
-#ifndef KWS_ARENA_EXTRA_BYTES  // on top of the exporter's kStepArenaBytes / kArenaBytes
-#define KWS_ARENA_EXTRA_BYTES 2048
+// Arena = the exporter's figure (kStepArenaBytes / kArenaBytes: MEASURED on the exporting
+// 64-bit host; the board's 32-bit library is ESTIMATED to need no more) + this margin,
+// for what the estimate may miss (CMSIS-NN scratch buffers: up to ~2.4 KB for these models).
+#ifndef KWS_ARENA_EXTRA_BYTES
+#define KWS_ARENA_EXTRA_BYTES 4096
+#endif
+// setup() stops with ERROR + blink code 9 when AllocateTensors leaves fewer bytes of the
+// arena free: the Feb-2023 library can crash (not fail) on an arena only slightly too
+// small, so a build whose margin is used up must not pass silently. 0: no check.
+#ifndef KWS_ARENA_MIN_FREE_BYTES
+#define KWS_ARENA_MIN_FREE_BYTES 1024
+#endif
+// setup() waits at most this long for a serial monitor (the only wait at boot; the
+// banner is printed again on `h`, fatal errors repeat). 0: no wait.
+#ifndef KWS_SERIAL_WAIT_MS
+#define KWS_SERIAL_WAIT_MS 1500
 #endif
 #ifndef KWS_STEP_STAGING_BYTES  // step model: staging for state copies whose buffers overlap
 #define KWS_STEP_STAGING_BYTES 1024  // in a cycle (kws::StateCopyPlan); setup says if more is needed
@@ -78,7 +92,18 @@ static_assert(!kUseStepModel || KWS_HAVE_STEP_DATA,
               "model with -DKWS_WINDOWED_MODEL=1");
 
 constexpr int kModelArenaBytes = kUseStepModel ? kws::kStepArenaBytes : kws::kArenaBytes;
+static_assert(KWS_ARENA_EXTRA_BYTES >= 0 && KWS_ARENA_MIN_FREE_BYTES >= 0, "arena options: bytes, >= 0");
+static_assert(KWS_SERIAL_WAIT_MS >= 0, "KWS_SERIAL_WAIT_MS: milliseconds, >= 0");
 constexpr int kArenaSize = ((kModelArenaBytes + KWS_ARENA_EXTRA_BYTES + 15) / 16) * 16;
+constexpr uint32_t kSerialWaitMs = KWS_SERIAL_WAIT_MS;
+// The arena is too tight when AllocateTensors leaves less than this free.
+constexpr int kArenaMinFree = KWS_ARENA_MIN_FREE_BYTES;
+// KWS_ARENA_EXTRA_BYTES that would leave kArenaMinFree + 1 KiB free after `used` bytes.
+constexpr long SuggestedArenaExtra(long used) {
+  return used + kArenaMinFree + 1024 - kModelArenaBytes > KWS_ARENA_EXTRA_BYTES
+             ? ((used + kArenaMinFree + 1024 - kModelArenaBytes + 255) / 256) * 256
+             : KWS_ARENA_EXTRA_BYTES + 1024;
+}
 // One second of model runs: 100 hops (step) or 100 / inference period (window).
 constexpr uint32_t kBenchEvery = static_cast<uint32_t>(
     KWS_BENCH_EVERY > 0 ? KWS_BENCH_EVERY

@@ -2,7 +2,7 @@
 # Cross-compiles the portable core for the Nano 33 BLE's Cortex-M4F with the
 # board's constraints (no exceptions, no RTTI, -Werror), archives it, and
 # prints code/data sizes and the core's static RAM. Exits non-zero on any
-# failure. kws_c_api.cc is the host (ctypes) bridge and is not compiled here.
+# failure. kws_c_api.cpp is the host (ctypes) bridge and is not compiled here.
 #
 #   micro_app/cross_compile.sh [OUT_DIR]     (default micro_app/build-arm)
 # Env: PYTHON (default python3) runs kws_tf.codegen for kws_settings.h;
@@ -29,14 +29,14 @@ CXXFLAGS=(-O2 -fno-exceptions -fno-rtti -std=c++17 -Wall -Werror
           -ffunction-sections -fdata-sections -I"$HERE/src" -I"$OUT/generated")
 
 SOURCES=()
-for f in "$HERE"/src/*.cc; do
-  [[ "$(basename "$f")" == kws_c_api.cc ]] && continue
+for f in "$HERE"/src/*.cpp; do
+  [[ "$(basename "$f")" == kws_c_api.cpp ]] && continue
   SOURCES+=("$f")
 done
 
 OBJS=()
 for f in "${SOURCES[@]}"; do
-  obj="$OUT/obj/$(basename "${f%.cc}").o"
+  obj="$OUT/obj/$(basename "${f%.cpp}").o"
   "$CXX_ARM" "${CPU_FLAGS[@]}" "${CXXFLAGS[@]}" -c "$f" -o "$obj"
   # The Arduino mbed core builds sketches as gnu++14 with -Os: check that too.
   "$CXX_ARM" "${CPU_FLAGS[@]}" "${CXXFLAGS[@]}" -std=gnu++14 -Os -fsyntax-only "$f"

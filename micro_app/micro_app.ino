@@ -29,6 +29,12 @@
 // N times every ~2 s:
 //   1 schema version  2 op registration  3 AllocateTensors  4 input tensor
 //   5 output tensor   6 core init        7 PDM microphone    8 step model state
+//   9 arena margin used up (AllocateTensors left < KWS_ARENA_MIN_FREE_BYTES free)
+// The LED is blue while setup() runs and dark once the microphone is listening.
+//
+// Every file the sketch needs compiles with every Arduino builder: the core is
+// src/*.cpp and the generated model data is header-only (Arduino IDE 1.8 and
+// arduino-builder skip .cc files; model_data.cc etc. are empty placeholders).
 #include <Arduino.h>
 #include <PDM.h>
 #include <TensorFlowLite.h>
@@ -36,7 +42,6 @@
 
 #include "tensorflow/lite/micro/micro_interpreter.h"
 #include "tensorflow/lite/micro/micro_mutable_op_resolver.h"
-#include "tensorflow/lite/micro/system_setup.h"
 #include "tensorflow/lite/schema/schema_generated.h"
 
 // The portable core, then the generated settings (after the core: that enables
@@ -86,6 +91,7 @@ enum BlinkCode : int {
   kBlinkCoreInit = 6,
   kBlinkPdm = 7,
   kBlinkStepState = 8,
+  kBlinkArenaMargin = 9,
 };
 
 // Serial lines; detections light the LED in the keyword's colour, ERROR lines red.
@@ -325,12 +331,18 @@ const unsigned char* ModelData() {
 }  // namespace
 
 void setup() {
-  tflite::InitializeTarget();
+  // Boot: ONE wait for a serial monitor, at most KWS_SERIAL_WAIT_MS (board_options.h).
+  // tflite::InitializeTarget() is deliberately not called: in the TFLM Arduino library
+  // it only calls Serial.begin() and waits up to 4 s more for a monitor (with this
+  // sketch's own wait, ~7 s before a board without a monitor listened). TFLM's messages
+  // (MicroPrintf -> DebugLog -> Serial) need nothing but Serial.begin().
+  g_led.Begin();
+  g_led.Set(kws_board::kSetupColour, 0);  // until the microphone is listening
   Serial.begin(KWS_SERIAL_BAUD);
   const uint32_t t0 = millis();
-  while (!Serial && millis() - t0 < 3000) {
+  while (!Serial && millis() - t0 < kws_board::kSerialWaitMs) {
+    delay(10);
   }
-  g_led.Begin();
   g_clock.Begin();
 
   char line[256];
@@ -349,6 +361,13 @@ void setup() {
     Fatal(kBlinkOps, line);
   }
 
+  // Said BEFORE AllocateTensors: an arena only slightly too small can crash the library
+  // there instead of failing (then this is the last line, and the LED stays blue).
+  snprintf(line, sizeof(line),
+           "INFO arena %d bytes = %s model %d (measured on the exporting host; the board's need is an "
+           "estimate) + KWS_ARENA_EXTRA_BYTES %d; AllocateTensors...",
+           kArenaSize, kUseStepModel ? "step" : "windowed", kws_board::kModelArenaBytes, KWS_ARENA_EXTRA_BYTES);
+  Serial.println(line);
   static tflite::MicroInterpreter interpreter(model, resolver, g_arena, kArenaSize);
   if (interpreter.AllocateTensors() != kTfLiteOk) {
     snprintf(line, sizeof(line),
@@ -357,6 +376,17 @@ void setup() {
              kUseStepModel ? "step" : "windowed", kArenaSize, kws_board::kModelArenaBytes,
              KWS_ARENA_EXTRA_BYTES, static_cast<unsigned long>(interpreter.arena_used_bytes()));
     Fatal(kBlinkAllocate, line);
+  }
+  // It fitted, but with less than the stated margin left: this board's library needs
+  // more than the export estimated, and a slightly larger need would crash, not fail.
+  const long arena_used = static_cast<long>(interpreter.arena_used_bytes());
+  if (kArenaSize - arena_used < kws_board::kArenaMinFree) {
+    snprintf(line, sizeof(line),
+             "ERROR arena margin: %s model used %ld of %d bytes, %ld free < KWS_ARENA_MIN_FREE_BYTES %d "
+             "(the library can crash on an arena slightly too small); build with -DKWS_ARENA_EXTRA_BYTES=%ld",
+             kUseStepModel ? "step" : "windowed", arena_used, kArenaSize, kArenaSize - arena_used,
+             kws_board::kArenaMinFree, kws_board::SuggestedArenaExtra(arena_used));
+    Fatal(kBlinkArenaMargin, line);
   }
   // Input / output tensors against kws_settings.h (blink 4 / 5), then the step
   // model's state pairs (blink 8).
@@ -396,6 +426,7 @@ void setup() {
   PDM.setGain(KWS_PDM_GAIN);
   g_ring.Reset();
   g_app.Reset();
+  g_led.Off();  // listening
   PrintBanner();
 }
 

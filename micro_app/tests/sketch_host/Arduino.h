@@ -1,0 +1,35 @@
+#pragma once
+#include <stdint.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <string.h>
+#define LEDR 22
+#define LEDG 23
+#define LEDB 24
+#define OUTPUT 1
+#define HIGH 1
+#define LOW 0
+unsigned long millis();
+unsigned long micros();
+void delay(unsigned long ms);
+void delayMicroseconds(unsigned int us);
+void pinMode(int pin, int mode);
+void digitalWrite(int pin, int value);
+void analogWrite(int pin, int value);
+bool StubSerialConnected();
+class StubSerial {
+ public:
+  void begin(long) {}
+  explicit operator bool() const { return StubSerialConnected(); }
+  int available() { return static_cast<int>(strlen(in_ + pos_)); }
+  int read() { return in_[pos_] ? in_[pos_++] : -1; }
+  void print(const char* s) { fputs(s, stdout); }
+  void print(int v) { printf("%d", v); }
+  void println(const char* s) { printf("%s\n", s); }
+  void println(int v) { printf("%d\n", v); }
+  void inject(const char* s) { strncpy(in_, s, sizeof(in_) - 1); pos_ = 0; }
+ private:
+  char in_[64] = {0};
+  size_t pos_ = 0;
+};
+extern StubSerial Serial;

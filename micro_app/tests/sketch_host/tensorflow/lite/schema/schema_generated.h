@@ -1,0 +1,2 @@
+#pragma once
+#define TFLITE_SCHEMA_VERSION (3)
