@@ -117,8 +117,8 @@ def arm_instruction_counts(generated: pathlib.Path, work: pathlib.Path) -> dict[
             elf = work / f"bench_{label}_{items}.elf"
             subprocess.run(["arm-none-eabi-g++", *cpu, opt, "-fno-exceptions", "-fno-rtti", "-std=gnu++14",
                             f"-DKWS_BENCH_ITEMS={items}", f"-DKWS_BENCH_WHAT={what}", f"-I{src}",
-                            f"-I{generated}", str(tools / "bench_arm.cc"), str(src / "fft.cc"),
-                            str(src / "mfcc_frontend.cc"), str(src / "recognizer.cc"), str(syscalls),
+                            f"-I{generated}", str(tools / "bench_arm.cc"), str(src / "fft.cpp"),
+                            str(src / "mfcc_frontend.cpp"), str(src / "recognizer.cpp"), str(syscalls),
                             "--specs=nosys.specs", "-nostartfiles", "-lm", "-o", str(elf)],
                            check=True, stderr=subprocess.DEVNULL)
             counts.append(_qemu_count(one_insn, elf))

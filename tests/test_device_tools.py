@@ -263,7 +263,124 @@ def test_cli_bad_port_is_one_line_error():
 
 def test_cli_unknown_command():
     r = _cli("flash", "--port=/dev/null")
-    assert r.returncode == 2 and "usage" in r.stderr
+    assert r.returncode == 1 and r.stderr.strip().splitlines() == [
+        "error: usage: python -m kws_tf.device {bench|monitor|selftest} --port PORT [flags]"], r.stderr
+
+
+# ------------------------------------------------------------------ bad input from the board (pty)
+
+def test_parse_selftest_line_rejects_malformed_lines():
+    for line, needle in [("SELFTEST BEGIN clips=zz", "clips='zz' is not a count"), ("SELFTEST BEGIN", "no clips="),
+                         ("SELFTEST BEGIN clips=-1", "is not a count"), ("SELFTEST END pass=3 fail=x", "fail='x'"),
+                         ("SELFTEST END pass=3", "no fail="), ("SELFTEST CLIP", "no clip name")]:
+        with pytest.raises(ValueError, match=re.escape(needle)) as info:
+            device.parse_selftest_line(line)
+        assert "\n" not in str(info.value)
+    assert device.parse_selftest_line("SELFTEST SOMETHING new=1") is None  # unknown kinds: a newer board
+
+
+def test_sanitize_shows_every_non_printable_byte():
+    assert device.sanitize(b"KWS yes score=1 t=2") == "KWS yes score=1 t=2"
+    assert device.sanitize(b"\x1b[2J\x00\x07ok\xff\r") == "\\x1b[2J\\x00\\x07ok\\xff\\x0d"
+
+
+GARBAGE = b"\x1b[2J\x1b]0;pwned\x07\x00\xff\xfe\x9b31m\x08\x08"
+
+
+class ScriptedBoard(FakeBoard):
+    """FakeBoard whose self-test prints `selftest_lines` (None: FakeBoard's), and which sends `noise` (raw bytes, a
+    wrong baud rate's worth of garbage with terminal escape sequences) between its lines."""
+
+    def __init__(self, selftest_lines=None, noise=b"", **kw):
+        super().__init__(**kw)
+        self.selftest_lines = selftest_lines
+        self.noise = noise
+
+    def _line(self, text):
+        if self.noise:
+            os.write(self.master, self.noise + b"\r\n")
+        super()._line(text)
+
+    def _selftest(self):
+        if self.selftest_lines is None:
+            return super()._selftest()
+        for line in self.selftest_lines:
+            self._line(line)
+
+
+def _assert_one_error_line(r, needle):
+    assert r.returncode == 1, (r.returncode, r.stdout, r.stderr)
+    lines = [line for line in r.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: ") and needle in lines[0], r.stderr
+    assert "Traceback" not in r.stdout + r.stderr
+
+
+def _no_control_bytes(text: str) -> bool:
+    return not [c for c in text if (ord(c) < 0x20 and c != "\n") or ord(c) >= 0x7F]
+
+
+@pytest.mark.parametrize("lines, needle", [
+    (["SELFTEST BEGIN clips=zz"], "malformed self-test line from the board: 'SELFTEST BEGIN clips=zz': clips='zz'"),
+    (["SELFTEST BEGIN clips=1", "SELFTEST CLIP yes expected=yes", "SELFTEST PASS expected=yes detected=yes",
+      "SELFTEST END pass=1 fail=1x"], "'SELFTEST END pass=1 fail=1x': fail='1x' is not a count"),
+    (["SELFTEST BEGIN clips=1", "SELFTEST CLIP"], "no clip name"),
+])
+def test_cli_selftest_malformed_lines_are_one_line_errors(tmp_path, lines, needle):
+    before = sorted(p.name for p in ROOT.iterdir())
+    with ScriptedBoard(selftest_lines=lines) as board:
+        r = _cli("selftest", f"--port={board.path}", "--timeout=10")
+    _assert_one_error_line(r, needle)
+    assert sorted(p.name for p in ROOT.iterdir()) == before  # wrote nothing
+
+
+def test_cli_monitor_and_bench_never_echo_raw_bytes(tmp_path):
+    with ScriptedBoard(noise=GARBAGE) as board:
+        r = _cli("monitor", f"--port={board.path}", "--timeout=1.5")
+        assert r.returncode == 0, r.stderr
+        assert "score 231" in r.stdout  # detections still parsed between the noise
+        assert "\\x1b[2J" in r.stdout and "\\x00\\xff" in r.stdout  # shown, escaped
+        assert _no_control_bytes(r.stdout) and _no_control_bytes(r.stderr), (r.stdout[-500:], r.stderr)
+        assert r.stderr.count("warning: the board sent bytes that are not text") == 1, r.stderr
+        r = _cli("bench", f"--port={board.path}", "--count=3", "--timeout=20", f"--json={tmp_path / 'b.json'}")
+    assert r.returncode == 0, r.stderr
+    assert re.search(r"invoke_us\s+41000\s+41500\s+47000", r.stdout), r.stdout
+    assert _no_control_bytes(r.stdout) and _no_control_bytes(r.stderr), (r.stdout, r.stderr)
+    assert r.stderr.count("warning: the board sent bytes that are not text") == 1, r.stderr
+    assert (tmp_path / "b.json").stat().st_mode & 0o777 == 0o666 & ~_umask()
+    assert [p.name for p in tmp_path.iterdir()] == ["b.json"]
+
+
+def test_cli_selftest_garbage_warns_and_still_runs():
+    with ScriptedBoard(noise=b"\xff\xfe\x1b[31m") as board:
+        r = _cli("selftest", f"--port={board.path}", "--timeout=20")
+    assert r.returncode == 1 and "3/4 passed" in r.stdout, r.stdout + r.stderr  # one clip fails, as FakeBoard's
+    assert r.stderr.strip().splitlines() == [device.GARBAGE_WARNING], r.stderr
+
+
+def test_cli_bench_json_unwritable_is_one_line_error(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with FakeBoard() as board:
+        for target, why in [(blocker / "b.json", f"{blocker} is not a folder"), (tmp_path, "it is a folder")]:
+            r = _cli("bench", f"--port={board.path}", "--count=2", "--timeout=20", f"--json={target}")
+            _assert_one_error_line(r, f"cannot write {target}: {why}")  # refused before the bench
+    assert [p.name for p in tmp_path.iterdir()] == ["file"] and blocker.read_text() == "x"
+
+
+@pytest.mark.parametrize("args, needle", [
+    (("bench", "--count=0"), "--count must be at least 1"),
+    (("selftest", "--timeout=-1"), "--timeout must be >= 0"),
+    (("bench",), "cannot open serial port"),
+])
+def test_cli_bad_arguments_exit_1(args, needle):
+    r = _cli(*args, "--port=/dev/does-not-exist-kws")
+    _assert_one_error_line(r, needle)
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 # ------------------------------------------------------------------ board sources
@@ -618,8 +735,8 @@ def core_objects(tmp_path_factory):
     """The portable core compiled once for every sketch build of this module."""
     out = tmp_path_factory.mktemp("core")
     objs = []
-    for src in sorted((MICRO_APP / "src").glob("*.cc")):
-        if src.name == "kws_c_api.cc":
+    for src in sorted((MICRO_APP / "src").glob("*.cpp")):
+        if src.name == "kws_c_api.cpp":
             continue
         obj = out / (src.stem + ".o")
         subprocess.run(["g++", *BUILD_FLAGS, "-c", str(src), "-o", str(obj)], check=True)

@@ -28,9 +28,10 @@ def test_render_is_deterministic_and_describes_clips():
     assert (h1, c1) == (h2, c2)
     assert "constexpr int kNumSelftestClips = 3;" in h1
     assert f"constexpr uint32_t kSelftestTotalSamples = {16000 + 1234 + 5}u;" in h1
-    assert '{"yes_1000ms", "yes", kClip0, 16000u}' in c1
-    assert '{"silence_1000ms", "", kClip1, 1234u}' in c1
-    assert "-32768, 32767, 0, 1, -1," in c1
+    assert '{"yes_1000ms", "yes", kClip0, 16000u}' in h1
+    assert '{"silence_1000ms", "", kClip1, 1234u}' in h1
+    assert "-32768, 32767, 0, 1, -1," in h1
+    assert "kClip" not in c1  # header-only: the source is a placeholder
 
 
 @pytest.mark.parametrize("bad, match", [
@@ -100,13 +101,17 @@ int main() {
 def test_generated_cpp_compiles_and_matches_python(tmp_path):
     clips = _clips()
     sd.write_selftest_data(tmp_path, clips)
+    # Header-only (builders that skip .cc files must still link the sketch): the .cc holds no code.
+    assert "kClip" not in (tmp_path / "selftest_data.cc").read_text()
+    (tmp_path / "tu.cc").write_text('#include "selftest_data.h"\n')
     for std in ("c++14", "gnu++14", "c++17"):
-        subprocess.run(["g++", f"-std={std}", "-Wall", "-Wextra", "-Werror", "-fsyntax-only",
-                        str(tmp_path / "selftest_data.cc")], check=True, cwd=tmp_path)
+        for src in ("tu.cc", "selftest_data.cc"):
+            subprocess.run(["g++", f"-std={std}", "-Wall", "-Wextra", "-Werror", "-fsyntax-only", src],
+                           check=True, cwd=tmp_path)
     (tmp_path / "main.cc").write_text(_PRINTER)
     exe = tmp_path / "printer"
     subprocess.run(["g++", "-std=c++14", "-Wall", "-Werror", "-I", str(tmp_path), str(tmp_path / "main.cc"),
-                    str(tmp_path / "selftest_data.cc"), "-o", str(exe)], check=True)
+                    "-o", str(exe)], check=True)
     out = subprocess.run([str(exe)], check=True, capture_output=True, text=True).stdout.splitlines()
     want = [f"{n}|{lab}|{p.size}|{int(p.astype(np.int64).sum())}|{int(p[0])}|{int(p[-1])}" for n, p, lab in clips]
     total = sum(p.size for _, p, _ in clips)
@@ -117,9 +122,13 @@ def test_generated_cpp_compiles_and_matches_python(tmp_path):
 def test_generated_cpp_cross_compiles_into_flash(tmp_path):
     sd.write_selftest_data(tmp_path, _clips())
     obj = tmp_path / "selftest_data.o"
+    # A translation unit that includes the header and keeps the table (as the sketch does).
+    (tmp_path / "tu.cc").write_text('#include "selftest_data.h"\n'
+                                    "extern const kws::SelftestClip* const g_keep;\n"
+                                    "const kws::SelftestClip* const g_keep = kws::kSelftestClips;\n")
     subprocess.run(["arm-none-eabi-g++", "-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv4-sp-d16",
                     "-std=gnu++14", "-Os", "-fno-exceptions", "-fno-rtti", "-Wall", "-Werror", "-c",
-                    str(tmp_path / "selftest_data.cc"), "-o", str(obj)], check=True)
+                    str(tmp_path / "tu.cc"), "-o", str(obj)], check=True)
     sizes = subprocess.run(["arm-none-eabi-size", "-A", str(obj)], check=True, capture_output=True,
                            text=True).stdout
     ram = sum(int(line.split()[1]) for line in sizes.splitlines()

@@ -313,11 +313,5 @@ def test_sketch_links_with_every_builder_without_selftest(tmp_path, core_objects
 
 @pytest.mark.parametrize("builder", ["old", "cli"])
 def test_sketch_links_with_every_builder_with_selftest(tmp_path, core_objects, builder):
-    from kws_tf import selftest_data
-
-    _, source = selftest_data.render_selftest_data([("tone", np.zeros(160, np.int16), "yes")])
-    if builder == "old" and "kSelftestClips[kNumSelftestClips] = {" in source:
-        pytest.xfail("kws_tf/selftest_data.py still writes the clips into selftest_data.cc, which old "
-                     "builders skip (issue 12: make it header-only like the model data)")
     code, lines = _run(_build(tmp_path, core_objects, builder=builder))
     assert code == 0, lines[-20:]
