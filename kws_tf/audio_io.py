@@ -1,9 +1,20 @@
-"""Reading wav files into 16 kHz mono int16, with the conversions a user's files need."""
+"""Reading wav files into 16 kHz mono int16, with the conversions a user's files need.
+
+`read_wav` is the one reader of every command (train, evaluate, simulate, benchmarks), so
+its rules hold everywhere:
+- a truncated wav (its data chunk declares more bytes than the file holds) is refused,
+  never silently shortened or zero-padded;
+- audio with NaN or Inf samples (float wavs) is refused, never sanitised into a guess;
+- other sample rates are resampled and multi-channel audio downmixed (counted in ReadStats).
+Each refusal is an AudioError with one line naming the file; data sets skip and count them.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import math
+import os
+import struct
 
 import numpy as np
 import soundfile as sf
@@ -38,7 +49,7 @@ class ReadStats:
         if self.downmixed:
             parts.append(f"{self.downmixed} downmixed to mono")
         if self.skipped:
-            parts.append(f"{self.skipped} unreadable and skipped (e.g. {self.skipped_examples[0]})")
+            parts.append(f"{self.skipped} unusable and skipped (e.g. {self.skipped_examples[0]})")
         return ", ".join(parts)
 
 
@@ -47,11 +58,35 @@ def to_int16(audio: np.ndarray) -> np.ndarray:
     return np.clip(np.round(np.asarray(audio, np.float64) * 32768.0), -32768, 32767).astype(np.int16)
 
 
+def wav_truncation(path) -> str | None:
+    """Why a RIFF/WAVE file is truncated (its data chunk declares more bytes than the file holds),
+    or None (also for files that are not RIFF/WAVE). libsndfile silently reads what is there."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(12)
+            if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+                return None
+            size = os.fstat(f.fileno()).st_size
+            pos = 12
+            while pos + 8 <= size:
+                f.seek(pos)
+                cid, length = struct.unpack("<4sI", f.read(8))
+                if cid == b"data":
+                    if length != 0xFFFFFFFF and pos + 8 + length > size:
+                        return f"data chunk declares {length} bytes, the file holds {size - pos - 8}"
+                    return None
+                pos += 8 + length + (length & 1)
+    except (OSError, TypeError):
+        return None
+    return None
+
+
 def read_wav(path, stats: ReadStats | None = None, sample_rate: int = features.SAMPLE_RATE) -> np.ndarray:
     """Read any wav soundfile understands as mono int16 at `sample_rate`.
 
     Other sample rates are resampled (polyphase), multi-channel audio is averaged to
-    mono; both are counted in `stats`. Raises AudioError for unreadable or empty files.
+    mono; both are counted in `stats`. Raises AudioError for unreadable, empty or
+    truncated files and for audio with NaN/Inf samples (see the module docstring).
     """
     try:
         data, sr = sf.read(str(path), dtype="float32", always_2d=True)
@@ -59,6 +94,13 @@ def read_wav(path, stats: ReadStats | None = None, sample_rate: int = features.S
         raise AudioError(f"{path}: not a readable audio file ({e})") from None
     if data.shape[0] == 0:
         raise AudioError(f"{path}: empty audio file")
+    truncated = wav_truncation(path)
+    if truncated:
+        raise AudioError(f"{path}: truncated wav ({truncated})")
+    finite = np.isfinite(data)
+    if not finite.all():
+        bad = int(data.size - np.count_nonzero(finite))
+        raise AudioError(f"{path}: {bad} of {data.size} samples are NaN or Inf; not usable as audio")
     if data.shape[1] > 1:
         data = data.mean(axis=1, keepdims=True)
         if stats is not None:

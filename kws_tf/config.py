@@ -1,17 +1,174 @@
-"""The one loader of run configurations (`configs/*.json`)."""
+"""The one loader of run configurations (`configs/*.json`), and their schema.
+
+Every config (a shipped one, a user's `--config`, and the result of the command-line
+overrides) is checked against `SCHEMA` before anything is written: unknown keys (at any
+level), missing keys, wrong types and nonsensical values are refused with one line that
+names the key. Keys starting with `_` (e.g. `_comment`) are comments and are dropped.
+"""
 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
+import math
 import pathlib
 
 CONFIG_DIR = pathlib.Path(__file__).resolve().parent.parent / "configs"
-REQUIRED = ("model", "channels", "gate", "ce_weight", "optimizer", "schedule", "epochs", "batch_size", "augment")
+MODELS = ("sparknet", "dscnn", "bcresnet")  # kws_tf.model.MODEL_BUILDERS (a test keeps them equal)
 
 
 class ConfigError(ValueError):
     """A configuration that cannot be used; the message is one line for the user."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Field:
+    """One leaf of the schema: its type (`int`, `number` or `str`) and the values it accepts."""
+
+    kind: str
+    lo: float | None = None
+    hi: float | None = None
+    lo_open: bool = False  # lo itself is not allowed
+    hi_open: bool = False
+    choices: tuple = ()
+    required: bool = True
+
+    def rule(self) -> str:
+        if self.choices:
+            return "one of " + ", ".join(repr(c) for c in self.choices)
+        what = {"int": "an integer", "number": "a number", "str": "a string"}[self.kind]
+        if self.lo is not None and self.hi is not None:
+            return f"{what} in {'(' if self.lo_open else '['}{self.lo:g}, {self.hi:g}{')' if self.hi_open else ']'}"
+        if self.lo is not None:
+            return f"{what} {'>' if self.lo_open else '>='} {self.lo:g}"
+        if self.hi is not None:
+            return f"{what} {'<' if self.hi_open else '<='} {self.hi:g}"
+        return what
+
+    def problem(self, value) -> str | None:
+        """Why `value` is not acceptable, or None."""
+        if self.kind == "str":
+            ok_type = isinstance(value, str)
+        elif self.kind == "int":
+            ok_type = isinstance(value, int) and not isinstance(value, bool)
+        else:
+            ok_type = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        if not ok_type:
+            return f"must be {self.rule()} (got {value!r})"
+        if self.choices and value not in self.choices:
+            return f"must be {self.rule()} (got {value!r})"
+        if self.lo is not None and (value < self.lo or (self.lo_open and value == self.lo)):
+            return f"must be {self.rule()} (got {value!r})"
+        if self.hi is not None and (value > self.hi or (self.hi_open and value == self.hi)):
+            return f"must be {self.rule()} (got {value!r})"
+        return None
+
+
+def _prob():
+    return Field("number", 0.0, 1.0)
+
+
+SCHEMA = {
+    "model": Field("str", choices=MODELS),
+    "channels": Field("int", 1, 4096),
+    "gate": {"sigma": Field("number", 0.0), "lam": Field("number", 0.0)},
+    "time_average": Field("str", choices=("full", "interior"), required=False),
+    "ce_weight": Field("number", 0.0, lo_open=True),
+    "optimizer": {
+        "name": Field("str", choices=("sgd",)),
+        "lr": Field("number", 0.0, 10.0, lo_open=True),
+        "momentum": Field("number", 0.0, 1.0, hi_open=True),
+        "weight_decay": Field("number", 0.0, 1.0),
+    },
+    "schedule": {
+        "name": Field("str", choices=("poly_hold_decay",)),
+        "warmup_fraction": _prob(),
+        "hold_fraction": _prob(),
+        "power": Field("number", 0.0, lo_open=True),
+        "min_lr": Field("number", 0.0),
+    },
+    "epochs": Field("int", 1, 100_000),
+    "batch_size": Field("int", 1, 1_000_000),
+    "augment": {
+        "shift_ms": Field("number", 0.0, 500.0),
+        "shift_prob": _prob(),
+        "white_noise_db_min": Field("number", -200.0, 0.0),
+        "white_noise_db_max": Field("number", -200.0, 0.0),
+        "white_noise_prob": _prob(),
+        "background_prob": _prob(),
+        "background_snr_db_min": Field("number", -40.0, 80.0),
+        "background_snr_db_max": Field("number", -40.0, 80.0),
+    },
+}
+REQUIRED = tuple(k for k, f in SCHEMA.items() if not isinstance(f, Field) or f.required)
+
+
+def strip_comments(cfg):
+    """`cfg` without keys starting with `_`, at every level."""
+    if isinstance(cfg, dict):
+        return {k: strip_comments(v) for k, v in cfg.items() if not (isinstance(k, str) and k.startswith("_"))}
+    return cfg
+
+
+def field(key: str) -> Field | None:
+    """The schema leaf of a dotted key (`optimizer.lr`), or None."""
+    node = SCHEMA
+    for part in key.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return None
+        node = node[part]
+    return node if isinstance(node, Field) else None
+
+
+def problems(cfg, extra_keys=()) -> list[str]:
+    """Everything wrong with `cfg` (comments already stripped), each naming its dotted key.
+
+    `extra_keys` are top-level keys that are allowed besides the schema's (a resolved run
+    configuration also holds `seed` and `data`)."""
+    out = []
+
+    def walk(node, schema, prefix):
+        if not isinstance(node, dict):
+            out.append(f"{prefix.rstrip('.') or 'the config'} must be a JSON object (got {node!r})")
+            return
+        for k in node:
+            if k not in schema and not (prefix == "" and k in extra_keys):
+                out.append(f"unknown key {prefix}{k} (known here: {', '.join(schema)})")
+        for k, sub in schema.items():
+            if k not in node:
+                if isinstance(sub, dict) or sub.required:
+                    out.append(f"missing key {prefix}{k}")
+                continue
+            if isinstance(sub, dict):
+                walk(node[k], sub, f"{prefix}{k}.")
+            else:
+                why = sub.problem(node[k])
+                if why:
+                    out.append(f"{prefix}{k} {why}")
+
+    walk(cfg, SCHEMA, "")
+    if out:
+        return out
+    # relations between fields (only once every field is valid)
+    opt, sch, aug = cfg["optimizer"], cfg["schedule"], cfg["augment"]
+    if sch["warmup_fraction"] + sch["hold_fraction"] > 1.0:
+        out.append("schedule.warmup_fraction + schedule.hold_fraction must be <= 1 "
+                   f"(got {sch['warmup_fraction']} + {sch['hold_fraction']})")
+    if sch["min_lr"] > opt["lr"]:
+        out.append(f"schedule.min_lr must be <= optimizer.lr (got {sch['min_lr']} > {opt['lr']})")
+    for lo, hi in (("white_noise_db_min", "white_noise_db_max"), ("background_snr_db_min", "background_snr_db_max")):
+        if aug[lo] > aug[hi]:
+            out.append(f"augment.{lo} must be <= augment.{hi} (got {aug[lo]} > {aug[hi]})")
+    return out
+
+
+def validate(cfg, where: str, extra_keys=()) -> dict:
+    """`cfg` if it passes the schema, else ConfigError naming `where` and every bad key (one line)."""
+    found = problems(cfg, extra_keys)
+    if found:
+        raise ConfigError(f"{where}: {'; '.join(found)}")
+    return cfg
 
 
 def default_config_path(channels: int, model: str = "sparknet") -> pathlib.Path:
@@ -19,7 +176,7 @@ def default_config_path(channels: int, model: str = "sparknet") -> pathlib.Path:
 
 
 def load_config(path=None, channels: int | None = None, model: str = "sparknet") -> dict:
-    """Read a config file; without `path`, the shipped one for `model` and `channels`."""
+    """Read and validate a config file; without `path`, the shipped one for `model` and `channels`."""
     if path is None:
         if channels is None:
             raise ConfigError("give a config file or C")
@@ -30,14 +187,15 @@ def load_config(path=None, channels: int | None = None, model: str = "sparknet")
     path = pathlib.Path(path)
     if not path.exists():
         raise ConfigError(f"config file {path} does not exist")
+    if not path.is_file():
+        raise ConfigError(f"config file {path} is not a file")
     try:
         cfg = json.loads(path.read_text())
     except json.JSONDecodeError as e:
         raise ConfigError(f"config file {path} is not valid JSON ({e})") from None
-    cfg = {k: v for k, v in cfg.items() if not k.startswith("_")}
-    missing = [k for k in REQUIRED if k not in cfg]
-    if missing:
-        raise ConfigError(f"config file {path} lacks {', '.join(missing)}")
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"config file {path} cannot be read ({e})") from None
+    cfg = validate(strip_comments(cfg), f"config file {path}")
     if channels is not None and cfg["channels"] != channels:
         raise ConfigError(f"config file {path} is for C={cfg['channels']}, not C={channels}")
     return cfg

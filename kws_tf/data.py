@@ -16,6 +16,8 @@ import dataclasses
 import hashlib
 import os
 import pathlib
+import socket
+import threading
 
 import numpy as np
 
@@ -107,6 +109,8 @@ def load_folder(
     split is by a hash of the speaker id (`split_of`).
     """
     root = pathlib.Path(data_dir)
+    if root.exists() and not root.is_dir():
+        raise DataError(f"data folder {data_dir} is a file, not a folder (give the folder that holds one folder per word)")
     if not root.is_dir():
         raise DataError(f"data folder {data_dir} does not exist")
     word_dirs = sorted(d for d in root.iterdir() if d.is_dir() and d.name != labels.BACKGROUND_NOISE_DIR)
@@ -153,6 +157,7 @@ def load_folder(
     has_silence_dir = (root / labels.SILENCE).is_dir()
     if noise and not has_silence_dir:
         _add_silence_from_noise(noise, parts, validation_percent, test_percent)
+    _warn_missing_words(root, word_dirs, has_silence_dir or bool(noise), log)
 
     if stats.read == 0:
         raise DataError(f"no usable wav in {data_dir} ({stats.summary()})")
@@ -170,6 +175,54 @@ def load_folder(
     log(f"clips: train {len(ds.train)}, validation {len(ds.validation)}, test {len(ds.test) if ds.test else 0}; "
         f"noise recordings: {len(noise)}")
     return ds
+
+
+def _warn_missing_words(root: pathlib.Path, word_dirs: list, has_silence_source: bool, log) -> None:
+    """Warn (with counts) about keyword folders that are absent or hold no wav, and a missing silence source."""
+    present = {d.name: sum(1 for _ in d.glob("*.wav")) for d in word_dirs}
+    missing = [w for w in labels.KEYWORDS if w not in present]
+    empty = [w for w, n in present.items() if n == 0 and w != labels.SILENCE]
+    if missing:
+        log(f"warning: {root} has no folder for {len(missing)} keyword(s): {', '.join(missing)}")
+    if empty:
+        log(f"warning: {len(empty)} word folder(s) of {root} hold no .wav file: {', '.join(empty)}")
+    if not has_silence_source:
+        log(f"warning: {root} has no silence source (neither a {labels.SILENCE}/ folder with clips nor "
+            f"{labels.BACKGROUND_NOISE_DIR}/ wavs): the {labels.SILENCE} class has no clips")
+    elif labels.SILENCE in present and present[labels.SILENCE] == 0:
+        log(f"warning: {root / labels.SILENCE} holds no .wav file: the {labels.SILENCE} class has no clips")
+
+
+MIN_VALIDATION_CLIPS = 10 * labels.NUM_CLASSES  # fewer makes validation accuracy (and the best epoch) noise
+FEW_TRAINING_CLIPS = 5
+
+
+def _counts_text(counts: dict) -> str:
+    return ", ".join(f"{k} {v}" for k, v in counts.items())
+
+
+def check_splits(ds: Dataset, log=print) -> None:
+    """Refuse data that cannot train every class; warn (with counts) about thin splits.
+
+    DataError when a class has no training clip or there is no validation clip at all."""
+    train = ds.train.class_counts()
+    absent = [k for k, v in train.items() if v == 0]
+    if absent:
+        raise DataError(f"no training clip for class(es) {', '.join(absent)} (training clips per class: "
+                        f"{_counts_text(train)}); every class needs at least one: add clips"
+                        + (f", or a {labels.SILENCE}/ folder or {labels.BACKGROUND_NOISE_DIR}/ wavs"
+                           if labels.SILENCE in absent else ""))
+    if len(ds.validation) == 0:
+        raise DataError("the data has no validation clips; use more speakers or set the split percentages")
+    few = {k: v for k, v in train.items() if v < FEW_TRAINING_CLIPS}
+    if few:
+        log(f"warning: few training clips for {len(few)} class(es): {_counts_text(few)}")
+    val = ds.validation.class_counts()
+    no_val = [k for k, v in val.items() if v == 0]
+    if len(ds.validation) < MIN_VALIDATION_CLIPS or no_val:
+        log(f"warning: the validation split has only {len(ds.validation)} clip(s)"
+            + (f", none for {', '.join(no_val)}" if no_val else "")
+            + f" (per class: {_counts_text(val)}); validation accuracy and the best-epoch choice will be noisy")
 
 
 def load_noise(noise_dir, stats: ReadStats | None = None) -> list:
@@ -202,6 +255,39 @@ def _add_silence_from_noise(noise: list, parts: dict, validation_percent: float,
 # --------------------------------------------------------------------------- tfds source
 
 TFDS_NAME = "speech_commands"
+TFDS_ARCHIVES = ("speech_commands_v0.02.tar.gz", "speech_commands_test_set_v0.02.tar.gz")
+DOWNLOAD_HOST = ("download.tensorflow.org", 80)  # where tfds fetches the archives (http)
+PROBE_ENV = "KWS_DOWNLOAD_PROBE"  # "host:port" to probe instead (tests point it at a closed port)
+PROBE_TIMEOUT_S = 5.0
+
+
+def probe_host(host: str, port: int, timeout: float = PROBE_TIMEOUT_S) -> str | None:
+    """None when a TCP connection to host:port opens within `timeout` s, else why not.
+
+    Name resolution has no timeout of its own, so the whole attempt runs in a thread."""
+    result = {}
+
+    def attempt():
+        try:
+            socket.create_connection((host, port), timeout=timeout).close()
+            result["ok"] = True
+        except OSError as e:
+            result["error"] = str(e) or type(e).__name__
+
+    t = threading.Thread(target=attempt, daemon=True)
+    t.start()
+    t.join(timeout + 0.5)
+    if result.get("ok"):
+        return None
+    return result.get("error", f"no answer within {timeout:g} s")
+
+
+def _probe_target() -> tuple:
+    spec = os.environ.get(PROBE_ENV)
+    if not spec:
+        return DOWNLOAD_HOST
+    host, _, port = spec.rpartition(":")
+    return host.strip("[]"), int(port)
 
 
 def _tfds_split(builder_ds, label_names: list) -> AudioSet:
@@ -217,21 +303,37 @@ def load_tfds(tfds_data_dir: str | None = None, download: bool = True, log=print
     """tfds `speech_commands` -> `Dataset`; noise for mixing comes from its `_silence_` clips."""
     import tensorflow_datasets as tfds
 
+    manual = os.path.join(tfds_data_dir or os.path.expanduser("~/tensorflow_datasets"), "downloads", "manual")
+    offline_hint = (f"offline, place {' and '.join(TFDS_ARCHIVES)} in {manual}, "
+                    f"or use --data_dir with an extracted Speech Commands folder")
+    manual_archives = [os.path.join(manual, a) for a in TFDS_ARCHIVES if os.path.isfile(os.path.join(manual, a))]
     try:
         builder = tfds.builder(TFDS_NAME, data_dir=tfds_data_dir)
+        # tfds retries an unreachable host for minutes; probe it first, unless nothing needs
+        # downloading (prepared, or both archives in the manual folder) or tfds is mocked (tests)
+        real_tfds = getattr(type(builder).download_and_prepare, "__module__", "").startswith("tensorflow_datasets.core")
+        if download and real_tfds and len(manual_archives) < len(TFDS_ARCHIVES) and not builder.is_prepared():
+            host, port = _probe_target()
+            why = probe_host(host, port)
+            if why:
+                raise DataError(f"tfds {TFDS_NAME} must be downloaded, but {host}:{port} cannot be reached ({why}); "
+                                + offline_hint)
         if download:
             builder.download_and_prepare()
         info = builder.info
         label_names = info.features["label"].names
         log(f"tfds {TFDS_NAME}: reading train/validation/test ...")
         splits = {s: _tfds_split(builder.as_dataset(split=s), label_names) for s in ("train", "validation", "test")}
+    except DataError:
+        raise
     except Exception as e:  # network errors come in many types from tfds
-        manual = os.path.join(tfds_data_dir or os.path.expanduser("~/tensorflow_datasets"), "downloads", "manual")
-        raise DataError(
-            f"tfds {TFDS_NAME} could not be prepared ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); "
-            f"offline, place speech_commands_v0.02.tar.gz and speech_commands_test_set_v0.02.tar.gz in {manual}, "
-            f"or use --data_dir with an extracted Speech Commands folder"
-        ) from None
+        first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        if manual_archives and (len(manual_archives) == len(TFDS_ARCHIVES) or "Checksum" in type(e).__name__):
+            raise DataError(
+                f"tfds {TFDS_NAME} could not be prepared from {', '.join(manual_archives)}: corrupt or incomplete "
+                f"archive(s) ({type(e).__name__}: {first}); delete them and download them again"
+            ) from None
+        raise DataError(f"tfds {TFDS_NAME} could not be prepared ({type(e).__name__}: {first}); {offline_hint}") from None
     silence = labels.LABELS.index(labels.SILENCE)
     train = splits["train"]
     noise = [np.concatenate(list(train.audio[train.labels == silence]))] if (train.labels == silence).any() else []

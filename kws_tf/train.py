@@ -60,7 +60,9 @@ def define_flags():
                       "SparkNet's time average: over all 101 gate frames (the paper) or only the 'interior' ones "
                       "whose receptive field lies inside the window (streams identically, no look-ahead).")
     flags.DEFINE_integer("stop_after_epochs", None, "Stop this invocation after N epochs (continue later with --resume).")
-    flags.DEFINE_enum("verbose", "auto", ["auto", "bar", "epoch", "quiet"], "Progress output.")
+    flags.DEFINE_enum("verbose", "auto", ["auto", "bar", "epoch", "quiet"],
+                      "Progress output: 'auto' = a progress bar on a terminal, one line per epoch otherwise "
+                      "(no carriage returns in redirected logs); 'bar' forces the bar.")
 
 
 class RunError(RuntimeError):
@@ -69,11 +71,29 @@ class RunError(RuntimeError):
 
 # Fields that must match for --resume to continue a run.
 RESUME_KEYS = ("model", "channels", "gate", "ce_weight", "optimizer", "schedule", "epochs", "batch_size",
-               "augment", "seed", "data")
+               "augment", "seed", "data", "time_average")
+RESUME_DEFAULTS = {"time_average": "full"}  # runs written before the key existed
+
+
+def _check_writable(model_dir: pathlib.Path) -> None:
+    """Refuse a model_dir that is a file, lies under a file, or cannot be created/written, before any work."""
+    probe = model_dir
+    try:
+        while not probe.exists() and probe != probe.parent:
+            probe = probe.parent
+        if not probe.is_dir():
+            where = "is a file" if probe == model_dir else f"lies under the file {probe}"
+            raise RunError(f"model_dir {model_dir} {where}; choose a folder path with --model_dir")
+        if not os.access(probe, os.W_OK | os.X_OK):
+            what = "is not writable" if probe == model_dir else f"cannot be created: {probe} is not writable"
+            raise RunError(f"model_dir {model_dir} {what}; choose another --model_dir")
+    except OSError as e:
+        raise RunError(f"model_dir {model_dir} cannot be used ({e.strerror or e})") from None
 
 
 def _check_model_dir(model_dir: pathlib.Path, run_config: dict, resume: bool) -> dict | None:
     """Return the checkpoint state to resume from (or None); refuse conflicting folders."""
+    _check_writable(model_dir)
     state_path = model_dir / "checkpoints" / "state.json"
     cfg_path = model_dir / "run_config.json"
     if not resume:
@@ -86,7 +106,8 @@ def _check_model_dir(model_dir: pathlib.Path, run_config: dict, resume: bool) ->
         old = json.loads(cfg_path.read_text())
     except json.JSONDecodeError:
         raise RunError(f"--resume: {cfg_path} is corrupt") from None
-    diffs = [k for k in RESUME_KEYS if old.get(k) != run_config.get(k)]
+    diffs = [k for k in RESUME_KEYS
+             if old.get(k, RESUME_DEFAULTS.get(k)) != run_config.get(k, RESUME_DEFAULTS.get(k))]
     if diffs:
         raise RunError(f"--resume: model_dir {model_dir} holds an incompatible run (differs in {', '.join(diffs)})")
     if not state_path.exists():
@@ -174,10 +195,19 @@ def _callbacks(model_dir: pathlib.Path, ckpt, state: dict, batch_size: int, step
             log(f"epoch {epoch + 1}: val_accuracy {val:.4f} (best {state['best_val_accuracy']:.4f} "
                 f"at epoch {state['best_epoch']}), {logs['samples_per_sec']:.0f} samples/s")
 
+    class History1(keras.callbacks.CSVLogger):
+        """history.csv with epochs counted from 1, as the console and checkpoints count them."""
+
+        def on_epoch_end(self, epoch, logs=None):
+            super().on_epoch_end(epoch + 1, logs)
+
+    # The progress bar is listed before the epoch summary so that it finishes its line first
+    # (Keras otherwise appends its own logger after every user callback).
     return [
         Throughput(),
+        keras.callbacks.ProgbarLogger(count_mode="steps"),
         BestAndCheckpoint(),
-        keras.callbacks.CSVLogger(str(model_dir / "history.csv"), append=True),
+        History1(str(model_dir / "history.csv"), append=True),
         keras.callbacks.TensorBoard(str(model_dir / "tensorboard"), write_graph=False, profile_batch=0),
     ]
 
@@ -235,6 +265,7 @@ def run_training(run_config: dict, model_dir, resume: bool = False, verbose: str
     Returns the report dict, or None when stopped early.
     """
     model_dir = pathlib.Path(model_dir)
+    config_lib.validate(run_config, "run configuration", extra_keys=("seed", "data"))
     state = _check_model_dir(model_dir, run_config, resume)
 
     import tensorflow as tf
@@ -243,29 +274,31 @@ def run_training(run_config: dict, model_dir, resume: bool = False, verbose: str
     from kws_tf import augment, data, features
     from kws_tf.fsutil import atomic_save, atomic_write_json
 
-    model_dir.mkdir(parents=True, exist_ok=True)
-
     tf.config.experimental.enable_op_determinism()
     keras.utils.set_random_seed(run_config["seed"])
     aug = augment.AugmentConfig.from_dict(run_config["augment"])
 
     if dataset is None:
         dataset = _load_data(run_config, log)
-    if len(dataset.validation) == 0:
-        raise data.DataError("the data has no validation clips; use more speakers or set the split percentages")
+    data.check_splits(dataset, log)
 
+    # Nothing is written before the configuration, the data and the model have passed.
     norm_path = model_dir / "normalization.json"
-    if state is not None and norm_path.exists():
-        normalization = features.Normalization.from_dict(json.loads(norm_path.read_text()))
-    else:
+    write_norm = not (state is not None and norm_path.exists())
+    if write_norm:
         log("computing per-coefficient MFCC normalisation on training clips ...")
         normalization = data.compute_normalization(dataset.train, seed=run_config["seed"])
-        atomic_write_json(norm_path, normalization.to_dict())
-    atomic_write_json(model_dir / "run_config.json", run_config)
+    else:
+        normalization = features.Normalization.from_dict(json.loads(norm_path.read_text()))
 
     epochs, batch_size = run_config["epochs"], run_config["batch_size"]
     steps = data.steps_per_epoch(len(dataset.train), batch_size)
     net, optimizer = _build(run_config, total_steps=epochs * steps)
+
+    model_dir.mkdir(parents=True, exist_ok=True)
+    if write_norm:
+        atomic_write_json(norm_path, normalization.to_dict())
+    atomic_write_json(model_dir / "run_config.json", run_config)
     ckpt = tf.train.Checkpoint(model=net, optimizer=optimizer)
     start_epoch = 0
     state = state or {}
@@ -282,7 +315,9 @@ def run_training(run_config: dict, model_dir, resume: bool = False, verbose: str
         train_ds = data.train_dataset(dataset.train, normalization, aug, dataset.noise, batch_size,
                                       run_config["seed"], start_epoch, epochs)
         val_ds = data.eval_dataset(dataset.validation, normalization, 256)
-        fit_verbose = {"auto": "auto", "bar": 1, "epoch": 2, "quiet": 0}[verbose]
+        if verbose == "auto":  # Keras draws its bar with \r even into files and pipes
+            verbose = "bar" if sys.stdout.isatty() else "epoch"
+        fit_verbose = {"bar": 1, "epoch": 2, "quiet": 0}[verbose]
         net.fit(train_ds, epochs=end_epoch, initial_epoch=start_epoch, steps_per_epoch=steps,
                 validation_data=val_ds, callbacks=_callbacks(model_dir, ckpt, state, batch_size, steps, log),
                 verbose=fit_verbose)
@@ -309,19 +344,55 @@ def run_training(run_config: dict, model_dir, resume: bool = False, verbose: str
     return report
 
 
+# flag -> the config key it overrides
+FLAG_KEYS = {
+    "epochs": "epochs", "batch_size": "batch_size", "lr": "optimizer.lr", "momentum": "optimizer.momentum",
+    "weight_decay": "optimizer.weight_decay", "sigma": "gate.sigma", "lam": "gate.lam", "ce_weight": "ce_weight",
+    "background_prob": "augment.background_prob", "time_average": "time_average",
+}
+
+
+def _check_run_flags(flag_values) -> None:
+    """The flags that are not config keys: data split, sizes, seed."""
+    def get(name):
+        return getattr(flag_values, name, None)
+
+    problems = []
+    for name in ("validation_percent", "test_percent"):
+        v = get(name)
+        if v is not None and not 0.0 <= v <= 100.0:
+            problems.append(f"--{name} must be in [0, 100] (got {v:g})")
+    if not problems and (get("validation_percent") or 0.0) + (get("test_percent") or 0.0) >= 100.0:
+        problems.append("--validation_percent + --test_percent must be below 100 (no clip would be left for training)")
+    for name in ("max_per_class", "stop_after_epochs"):
+        v = get(name)
+        if v is not None and v < 1:
+            problems.append(f"--{name} must be at least 1 (got {v})")
+    if (get("seed") or 0) < 0:
+        problems.append(f"--seed must be >= 0 (got {get('seed')})")
+    if problems:
+        raise config_lib.ConfigError("; ".join(problems))
+
+
 def resolve_config(flag_values) -> dict:
-    """Config file + flag overrides + data source -> the run configuration."""
+    """Config file + flag overrides + data source -> the run configuration (validated; nothing is written)."""
     cfg = config_lib.load_config(flag_values.config, None if flag_values.config else flag_values.C, flag_values.model)
-    cfg = config_lib.with_overrides(cfg, {
-        "epochs": flag_values.epochs, "batch_size": flag_values.batch_size,
-        "optimizer.lr": flag_values.lr, "optimizer.momentum": flag_values.momentum,
-        "optimizer.weight_decay": flag_values.weight_decay, "gate.sigma": flag_values.sigma,
-        "gate.lam": flag_values.lam, "ce_weight": flag_values.ce_weight,
-        "augment.background_prob": flag_values.background_prob, "time_average": flag_values.time_average,
-    })
-    if cfg["epochs"] < 1 or cfg["batch_size"] < 1:
-        raise config_lib.ConfigError("epochs and batch_size must be positive")
-    cfg["seed"] = flag_values.seed
+    overrides, problems = {}, []
+    for name, key in FLAG_KEYS.items():
+        value = getattr(flag_values, name, None)
+        if value is None:
+            continue
+        why = config_lib.field(key).problem(value)
+        if why:
+            problems.append(f"--{name}={value}: {key} {why}")
+        overrides[key] = value
+    if problems:
+        raise config_lib.ConfigError("; ".join(problems))
+    _check_run_flags(flag_values)
+    cfg = config_lib.with_overrides(cfg, overrides)
+    source = flag_values.config or config_lib.default_config_path(flag_values.C, flag_values.model)
+    config_lib.validate(cfg, f"config {source} with the given flags")
+    cfg["seed"] = getattr(flag_values, "seed", 0) or 0
     if flag_values.data_dir:
         cfg["data"] = {"kind": "folder", "path": os.path.abspath(flag_values.data_dir),
                        "validation_percent": flag_values.validation_percent,
@@ -347,10 +418,16 @@ def main(argv):
                      log=lambda m: print(m, flush=True), stop_after_epochs=FLAGS.stop_after_epochs)
     except (config_lib.ConfigError, DataError, RunError) as e:
         sys.exit(f"error: {e}")
+    except OSError as e:  # e.g. the disk filled up or the folder was made read-only mid-run
+        where = f": {e.filename}" if getattr(e, "filename", None) else ""
+        sys.exit(f"error: {e.strerror or e}{where}")
     except KeyboardInterrupt:
         sys.exit("interrupted: rerun with --resume to continue from the last finished epoch")
 
 
 if __name__ == "__main__":
+    from kws_tf import cli_env
+
+    cli_env.start()  # before TensorFlow is imported: its start-up lines off stderr unless --tf_logs
     define_flags()
     app.run(main)
