@@ -23,6 +23,15 @@ Lines the board prints (one per line, ASCII):
 Commands the board accepts (single characters): `b` benchmark lines on, `x` off,
 `r` one BENCH line now, `t` self-test, `h` help.
 
+Whatever else arrives on the port (a wrong baud rate on a real UART, another program, another
+sketch) is shown with every byte outside printable ASCII as `\\xNN`, never sent raw to the
+terminal, and a warning says so once. A malformed SELFTEST line ends the self-test with a
+one-line error.
+
+Exit status: 0 success; 1 error (one `error: ...` line on stderr), a failing self-test clip, an
+ERROR line from the board during monitor, or bench/selftest interrupted; monitor stopped with
+Ctrl-C ends normally.
+
 The parse functions are pure; the serial loops take an open pyserial port so they
 can be driven by a pseudo-terminal in the tests.
 """
@@ -30,6 +39,7 @@ can be driven by a pseudo-terminal in the tests.
 from __future__ import annotations
 
 import json
+import os
 import re
 import statistics
 import sys
@@ -41,6 +51,9 @@ TRIPLE_METRICS = ("mfcc_us", "invoke_us", "hop_us", "duty_pct")
 _DETECTION_RE = re.compile(r"^KWS (?P<label>\S+) score=(?P<score>\d+) t=(?P<t>\d+)$")
 _TRIPLE_RE = re.compile(r"^(\d+)/(\d+)/(\d+)$")
 _FLOAT_TRIPLE_RE = re.compile(r"^(\d+\.\d+)/(\d+\.\d+)/(\d+\.\d+)$")
+MAX_LINE_BYTES = 1024  # a longer run of bytes without a newline is shown in pieces of this size
+GARBAGE_WARNING = ("warning: the board sent bytes that are not text (shown as \\xNN): a wrong --baud on a real "
+                   "UART, another program on the port, or not the kws_tf sketch?")
 
 
 class DeviceError(RuntimeError):
@@ -92,8 +105,25 @@ def parse_detection_line(line: str) -> dict | None:
     return {"label": m.group("label"), "score": score, "t_ms": int(m.group("t"))}
 
 
+def sanitize(raw: bytes) -> str:
+    """Bytes from the board as printable ASCII: every byte outside 0x20..0x7e becomes `\\xNN`."""
+    return "".join(chr(b) if 0x20 <= b < 0x7F else f"\\x{b:02x}" for b in raw)
+
+
+def _count(fields: dict, key: str, line: str) -> int:
+    value = fields.get(key)
+    if value is None or not (value.isascii() and value.isdigit()):
+        raise ValueError(f"'{line.strip()}': {key}='{value}' is not a count" if value is not None
+                         else f"'{line.strip()}': no {key}=")
+    return int(value)
+
+
 def parse_selftest_line(line: str) -> dict | None:
-    """SELFTEST lines -> {"kind": begin|clip|result|end, ...}; None for any other line."""
+    """SELFTEST lines -> {"kind": begin|clip|result|end, ...}; None for any other line.
+
+    ValueError (one line) for a SELFTEST line of a known kind that is malformed (a count that
+    is not a number, a CLIP without a name).
+    """
     parts = line.strip().split(" ")
     if len(parts) < 2 or parts[0] != "SELFTEST":
         return None
@@ -107,15 +137,17 @@ def parse_selftest_line(line: str) -> dict | None:
         else:
             rest.append(p)
     if kind == "BEGIN":
-        return {"kind": "begin", "clips": int(fields.get("clips", "0") or 0)}
-    if kind == "CLIP" and rest:
+        return {"kind": "begin", "clips": _count(fields, "clips", line)}
+    if kind == "CLIP":
+        if not rest:
+            raise ValueError(f"'{line.strip()}': no clip name")
         return {"kind": "clip", "name": rest[0], "expected": fields.get("expected", "")}
     if kind in ("PASS", "FAIL"):
         split = lambda s: [x for x in s.split(",") if x]  # noqa: E731
         return {"kind": "result", "passed": kind == "PASS", "expected": split(fields.get("expected", "")),
                 "detected": split(fields.get("detected", ""))}
     if kind == "END":
-        return {"kind": "end", "pass": int(fields.get("pass", "0") or 0), "fail": int(fields.get("fail", "0") or 0)}
+        return {"kind": "end", "pass": _count(fields, "pass", line), "fail": _count(fields, "fail", line)}
     return None
 
 
@@ -186,11 +218,14 @@ def open_port(port: str, baud: int = 115200, timeout: float = 0.2):
         raise DeviceError(f"cannot open serial port {port!r}: {e}") from None
 
 
-def _lines(ser, deadline: float | None):
-    """Yields decoded, stripped, non-empty lines until the deadline (None: forever)."""
+def _lines(ser, deadline: float | None, on_garbage=None):
+    """Yields stripped, non-empty lines, sanitised to printable ASCII (`sanitize`), until the
+    deadline (None: forever). `on_garbage()` is called once, at the first line that held bytes
+    other than printable ASCII; a run of MAX_LINE_BYTES without a newline counts as a line."""
     import serial
 
     pending = b""
+    warned = False
     while deadline is None or time.monotonic() < deadline:
         try:
             chunk = ser.read(ser.in_waiting or 1)
@@ -199,11 +234,20 @@ def _lines(ser, deadline: float | None):
         if not chunk:
             continue
         pending += chunk
-        while b"\n" in pending:
-            raw, pending = pending.split(b"\n", 1)
-            text = raw.decode("ascii", "replace").strip()
-            if text:
-                yield text
+        while b"\n" in pending or len(pending) > MAX_LINE_BYTES:
+            if b"\n" in pending[:MAX_LINE_BYTES + 1]:
+                raw, pending = pending.split(b"\n", 1)
+            else:
+                raw, pending = pending[:MAX_LINE_BYTES], pending[MAX_LINE_BYTES:]
+            raw = raw.strip(b" \t\r")
+            if not raw:
+                continue
+            text = sanitize(raw)
+            if len(text) != len(raw) and not warned:
+                warned = True
+                if on_garbage:
+                    on_garbage()
+            yield text
 
 
 def send_command(ser, command: str) -> None:
@@ -220,8 +264,9 @@ def collect_bench(ser, count: int, timeout: float, send: bool = True, log=None) 
     if send:
         send_command(ser, "b")
     records: list[dict] = []
+    garbage = (lambda: log(GARBAGE_WARNING)) if log else None  # noqa: E731
     try:
-        for line in _lines(ser, time.monotonic() + timeout):
+        for line in _lines(ser, time.monotonic() + timeout, on_garbage=garbage):
             if line.startswith("BENCH "):
                 try:
                     records.append(parse_bench_line(line))
@@ -245,21 +290,29 @@ def collect_bench(ser, count: int, timeout: float, send: bool = True, log=None) 
     return records
 
 
-def run_selftest(ser, timeout: float, log=None) -> list[dict]:
+def run_selftest(ser, timeout: float, log=None, warn=None) -> list[dict]:
     """Sends `t`; returns one dict per clip {"name", "expected", "passed", "detected"}.
 
-    DeviceError on timeout, an ERROR line, or a clip count that does not match BEGIN.
+    `log(line)` sees every line; `warn(message)` (default: `log`) the warning about non-text bytes.
+
+    DeviceError on timeout, an ERROR line, a malformed SELFTEST line, or a clip count that does
+    not match BEGIN.
     """
     send_command(ser, "t")
     clips: list[dict] = []
     announced = None
     current = None
-    for line in _lines(ser, time.monotonic() + timeout):
+    warn = warn or log
+    garbage = (lambda: warn(GARBAGE_WARNING)) if warn else None  # noqa: E731
+    for line in _lines(ser, time.monotonic() + timeout, on_garbage=garbage):
         if log:
             log(line)
         if is_error_line(line):
             raise DeviceError(f"board reported: {line}")
-        st = parse_selftest_line(line)
+        try:
+            st = parse_selftest_line(line)
+        except ValueError as e:
+            raise DeviceError(f"malformed self-test line from the board: {e}") from None
         if st is None:
             continue
         if st["kind"] == "begin":
@@ -285,25 +338,34 @@ def format_detection(d: dict) -> str:
 
 
 def monitor(ser, timeout: float = 0.0, out=None, err=None) -> dict:
-    """Prints detections (formatted) and other lines as they come; errors go to `err`.
+    """Prints detections (formatted) and other lines (sanitised) as they come; errors and the
+    warning about non-text bytes go to `err`.
 
-    Runs until `timeout` seconds (0: until interrupted). Returns counts.
+    Runs until `timeout` seconds (0: until interrupted; Ctrl-C ends it normally). Returns counts.
     """
     out = out or sys.stdout
     err = err or sys.stderr
-    counts = {"detections": 0, "errors": 0, "lines": 0}
+    counts = {"detections": 0, "errors": 0, "lines": 0, "garbled": False}
     deadline = time.monotonic() + timeout if timeout > 0 else None
-    for line in _lines(ser, deadline):
-        counts["lines"] += 1
-        d = parse_detection_line(line)
-        if d is not None:
-            counts["detections"] += 1
-            print(format_detection(d), file=out, flush=True)
-        elif is_error_line(line):
-            counts["errors"] += 1
-            print(line, file=err, flush=True)
-        else:
-            print(line, file=out, flush=True)
+
+    def garbage():
+        counts["garbled"] = True
+        print(GARBAGE_WARNING, file=err, flush=True)
+
+    try:
+        for line in _lines(ser, deadline, on_garbage=garbage):
+            counts["lines"] += 1
+            d = parse_detection_line(line)
+            if d is not None:
+                counts["detections"] += 1
+                print(format_detection(d), file=out, flush=True)
+            elif is_error_line(line):
+                counts["errors"] += 1
+                print(line, file=err, flush=True)
+            else:
+                print(line, file=out, flush=True)
+    except KeyboardInterrupt:
+        pass
     return counts
 
 
@@ -324,36 +386,65 @@ def define_flags():
 COMMANDS = ("bench", "monitor", "selftest")
 
 
+def _unwritable(path: str) -> str | None:
+    """Why a file cannot be created at `path` (its nearest existing folder), or None."""
+    target = os.path.abspath(path)
+    if os.path.isdir(target):
+        return "it is a folder"
+    parent = os.path.dirname(target)
+    while not os.path.exists(parent):
+        parent = os.path.dirname(parent)
+    if not os.path.isdir(parent):
+        return f"{parent} is not a folder"
+    if not os.access(parent, os.W_OK | os.X_OK):
+        return f"folder {parent} is not writable"
+    return None
+
+
 def main(argv) -> int:
     from absl import flags
 
     FLAGS = flags.FLAGS
     if len(argv) != 2 or argv[1] not in COMMANDS:
-        print(f"usage: python -m kws_tf.device {{{'|'.join(COMMANDS)}}} --port PORT [flags]", file=sys.stderr)
-        return 2
+        print(f"error: usage: python -m kws_tf.device {{{'|'.join(COMMANDS)}}} --port PORT [flags]", file=sys.stderr)
+        return 1
     command = argv[1]
+    if command == "bench" and FLAGS.count < 1:
+        print("error: --count must be at least 1", file=sys.stderr)
+        return 1
+    if FLAGS.timeout is not None and FLAGS.timeout < 0:
+        print("error: --timeout must be >= 0", file=sys.stderr)
+        return 1
+    if command == "bench" and FLAGS.json:
+        problem = _unwritable(FLAGS.json)
+        if problem:  # before a bench of minutes, not after it
+            print(f"error: cannot write {FLAGS.json}: {problem}", file=sys.stderr)
+            return 1
     log = lambda line: print(line, file=sys.stderr, flush=True)  # noqa: E731
     try:
         ser = open_port(FLAGS.port, FLAGS.baud)
     except DeviceError as e:
         print(f"error: {e}", file=sys.stderr)
-        return 2
+        return 1
     try:
         if command == "bench":
-            if FLAGS.count < 1:
-                print("error: --count must be at least 1", file=sys.stderr)
-                return 2
             timeout = 120.0 if FLAGS.timeout is None else FLAGS.timeout
             records = collect_bench(ser, FLAGS.count, timeout, send=FLAGS.send, log=log)
             summary = summarize_bench(records)
             print(format_bench_summary(summary))
             if FLAGS.json:
-                with open(FLAGS.json, "w", encoding="utf-8") as f:
-                    json.dump({"summary": summary, "records": records}, f, indent=2)
+                from kws_tf.fsutil import atomic_write_bytes
+
+                blob = json.dumps({"summary": summary, "records": records}, indent=2) + "\n"
+                try:
+                    atomic_write_bytes(FLAGS.json, blob.encode())
+                except OSError as e:
+                    raise DeviceError(f"cannot write {FLAGS.json}: {e.strerror or e}"
+                                      + (f" ({e.filename})" if e.filename else "")) from None
             return 0
         if command == "selftest":
             timeout = 60.0 if FLAGS.timeout is None else FLAGS.timeout
-            clips = run_selftest(ser, timeout)
+            clips = run_selftest(ser, timeout, warn=log)
             for c in clips:
                 print(f"{'PASS' if c['passed'] else 'FAIL'}  {c['name']:<20} expected={c['expected'] or '-'} "
                       f"detected={','.join(c['detected']) or '-'}")
@@ -366,7 +457,8 @@ def main(argv) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        return 130
+        print(f"error: {command} interrupted", file=sys.stderr)
+        return 1
     finally:
         ser.close()
 

@@ -418,7 +418,7 @@ def run_cli(fv) -> int:
         raise
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
-        return 130
+        return 1
 
 
 def main(argv):
@@ -426,7 +426,7 @@ def main(argv):
 
     if len(argv) > 1:
         print(f"error: unexpected arguments {argv[1:]}", file=sys.stderr)
-        return 2
+        sys.exit(1)
     logging.set_verbosity(logging.WARNING)
     sys.exit(run_cli(flags.FLAGS))
 
@@ -434,5 +434,8 @@ def main(argv):
 if __name__ == "__main__":
     from absl import app
 
+    from kws_tf import cli_env
+
+    cli_env.start()  # before TensorFlow is imported: its start-up lines off stderr unless --tf_logs
     define_flags()
     app.run(main)

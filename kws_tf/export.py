@@ -29,7 +29,10 @@ accuracy is at most --max_accuracy_drop points below float; the step model passe
 checks of `kws_tf.export_step` (TFLM == reference on every hop, per-frame gates equal to
 the windowed model's wherever the window's padding does not reach). Files are written into a
 temporary folder that is renamed into place at the end, so a failed export leaves
-nothing half-written. Re-exporting the same model_dir gives byte-identical model and
+nothing half-written. An existing, non-empty output folder needs --overwrite, which
+replaces only what export writes (the files above and selftest_data.*): a folder that
+holds anything else (a user's notes, an eval/ folder) is refused and left as it was.
+Re-exporting the same model_dir gives byte-identical model and
 C++ files (export_report.json differs only in timings).
 
 Python API: `export_model(model_dir, out_dir=None, ...) -> report dict`;
@@ -62,6 +65,10 @@ DEFAULT_MAX_ACCURACY_DROP = 0.5  # percentage points
 EVAL_SPLITS = ("validation", "test", "train")
 ARTIFACTS = ("model_int8.tflite", "model_float.tflite", "model_data.h", "model_data.cc", "kws_settings.h",
              "normalization.json") + STEP_ARTIFACTS
+# What export owns in its output folder (fnmatch patterns; selftest_data.* is written by
+# kws_tf.selftest_data for --selftest_clips): --overwrite replaces these, and refuses a folder
+# that holds anything else.
+OWNED_FILES = ARTIFACTS + ("export_report.json", "selftest_data.*")
 DEFAULT_GATE = "secant"
 DEFAULT_CLASSIFIER = "per_frame"
 
@@ -150,7 +157,7 @@ def export_model(
     micro_ops = tflite_tools.MICRO_OPS if micro_ops is None else micro_ops
     model_dir = pathlib.Path(model_dir)
     out = pathlib.Path(out_dir) if out_dir else pathlib.Path("export") / model_dir.resolve().name
-    _check_out_dir(out, overwrite)
+    _check_out_dir(out, overwrite, OWNED_FILES)
     t_start = time.perf_counter()
     steps = (7 if qat_epochs else 6) + (1 if step_model else 0)
 
@@ -410,8 +417,8 @@ def export_model(
             (tmp / name).write_bytes(blob)
         report["export_seconds"] = time.perf_counter() - t_start
         (tmp / "export_report.json").write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
-        _check_out_dir(out, overwrite)  # another process may have created it meanwhile
-        _publish(tmp, out)
+        _check_out_dir(out, overwrite, OWNED_FILES)  # another process may have created it meanwhile
+        _publish(tmp, out, OWNED_FILES)
     except OSError as e:
         raise ExportError(f"cannot write {out}: {e.strerror or e}") from None
     finally:
@@ -451,7 +458,8 @@ def define_flags():
     flags.DEFINE_float("max_accuracy_drop", DEFAULT_MAX_ACCURACY_DROP, "Maximum int8 accuracy loss (points).")
     flags.DEFINE_bool("per_channel_dense", True, "Per-channel weights for FULLY_CONNECTED too (if any).")
     flags.DEFINE_integer("timing_repeats", 50, "TFLM invokes timed for the median.")
-    flags.DEFINE_bool("overwrite", False, "Replace an existing output folder.")
+    flags.DEFINE_bool("overwrite", False, "Replace an existing output folder's files (only the files export "
+                      "writes; a folder holding anything else is refused, never emptied).")
     flags.DEFINE_enum("gate", DEFAULT_GATE, ["secant", "tanh"], "SparkNet's inference gate in int8: 'secant' "
                       "(clip(s*h + 0.5, 0, 1) folded into the head convolution: no op at all) or 'tanh' (the "
                       "paper's clip(tanh(h) + 0.5, 0, 1): TANH, ADD, MINIMUM).")
@@ -472,14 +480,19 @@ def main(argv):
         sys.exit(f"error: unexpected arguments {argv[1:]}")
     if not FLAGS.model_dir:
         sys.exit("error: --model_dir is required")
+    out = pathlib.Path(FLAGS.out) if FLAGS.out else pathlib.Path("export") / pathlib.Path(FLAGS.model_dir).resolve().name
+    try:  # an output folder export may not replace: refused before TensorFlow loads (export_model checks again)
+        _check_out_dir(out, FLAGS.overwrite, OWNED_FILES)
+    except ExportError as e:
+        sys.exit(f"error: {e}")
     logging.set_verbosity(logging.ERROR)
     from kws_tf import tflite_tools, tflm
 
-    with tflite_tools.quiet_fds():  # TF's C++ start-up chatter (CUDA probing, oneDNN notes)
-        import tensorflow as tf
-        import tf_keras  # noqa: F401
+    # TF's C++ start-up lines (CUDA probing, oneDNN notes) are kept off stderr by kws_tf.cli_env.
+    import tensorflow as tf
+    import tf_keras  # noqa: F401
 
-        tf.config.list_logical_devices()
+    tf.config.list_logical_devices()
 
     try:
         export_model(FLAGS.model_dir, FLAGS.out, data_dir=FLAGS.data_dir, int8=FLAGS.int8,
@@ -493,7 +506,6 @@ def main(argv):
         if FLAGS.selftest_clips:
             from kws_tf import selftest_data, simulate
 
-            out = pathlib.Path(FLAGS.out) if FLAGS.out else pathlib.Path("export") / pathlib.Path(FLAGS.model_dir).resolve().name
             print("self-test clips: labels from the host twin of the device loop ...", flush=True)
             try:
                 selftest_data.add_to_export(out, FLAGS.selftest_clips, log=lambda m: print(m, flush=True))
@@ -508,6 +520,8 @@ def main(argv):
 if __name__ == "__main__":
     from absl import app
 
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from kws_tf import cli_env
+
+    cli_env.start()  # before TensorFlow is imported: its start-up lines off stderr unless --tf_logs
     define_flags()
     app.run(main)

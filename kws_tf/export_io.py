@@ -4,6 +4,7 @@ reader of a finished export folder (`load_export`)."""
 from __future__ import annotations
 
 import dataclasses
+import fnmatch
 import json
 import os
 import pathlib
@@ -108,21 +109,51 @@ def calibration_indices(n: int, count: int, seed: int = 0) -> np.ndarray:
 
 # --------------------------------------------------------------------------- output folder
 
-def _check_out_dir(out: pathlib.Path, overwrite: bool):
+def foreign_entries(folder: pathlib.Path, owned=None) -> list[str]:
+    """Names in `folder` that export did not write: anything that is not a regular file whose
+    name matches one of the `owned` patterns (fnmatch; None: every name is owned)."""
+    if owned is None:
+        return []
+    out = []
+    for entry in sorted(folder.iterdir()):
+        if not (entry.is_file() and not entry.is_symlink()
+                and any(fnmatch.fnmatchcase(entry.name, pattern) for pattern in owned)):
+            out.append(entry.name + ("/" if entry.is_dir() else ""))
+    return out
+
+
+def _foreign_error(out: pathlib.Path, names: list[str]) -> ExportError:
+    shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+    return ExportError(f"output folder {out} holds files export did not write ({shown}); --overwrite replaces only "
+                       "export's own files: move those away or choose another --out")
+
+
+def _check_out_dir(out: pathlib.Path, overwrite: bool, owned=None):
+    """Refuse an output that is a file, a non-empty folder without `overwrite`, or (with it) a folder
+    holding anything but the `owned` files (patterns; None: anything may be replaced)."""
     if out.exists():
         if not out.is_dir():
             raise ExportError(f"output {out} exists and is not a folder")
-        if any(out.iterdir()) and not overwrite:
-            raise ExportError(f"output folder {out} already exists; pass --overwrite to replace it")
+        if any(out.iterdir()):
+            if not overwrite:
+                raise ExportError(f"output folder {out} already exists; pass --overwrite to replace it")
+            foreign = foreign_entries(out, owned)
+            if foreign:
+                raise _foreign_error(out, foreign)
 
 
-def _publish(tmp: pathlib.Path, out: pathlib.Path):
-    """Move the finished temporary folder into place (replacing `out`)."""
+def _publish(tmp: pathlib.Path, out: pathlib.Path, owned=None):
+    """Move the finished temporary folder into place (replacing `out`, atomically: a reader sees the
+    old set of files or the new one). The replaced folder is checked once more after it has been
+    moved aside: if it holds anything but the `owned` files it is put back and nothing changes."""
     if out.exists():
         old = out.parent / f".{out.name}.old-{os.getpid()}"
         shutil.rmtree(old, ignore_errors=True)
         os.replace(out, old)
         try:
+            foreign = foreign_entries(old, owned)
+            if foreign:
+                raise _foreign_error(out, foreign)
             os.replace(tmp, out)
         except BaseException:
             os.replace(old, out)

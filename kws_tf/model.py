@@ -12,6 +12,11 @@ from __future__ import annotations
 
 import sys
 
+if __name__ == "__main__":  # the CLI: TensorFlow's start-up lines off stderr (kws_tf.cli_env) before importing it
+    from kws_tf import cli_env
+
+    cli_env.start()
+
 import tensorflow as tf
 import tf_keras as keras
 from absl import app, flags

@@ -1,16 +1,23 @@
 """The device twin: the board's whole keyword-spotting loop, run on the host.
 
-    python -m kws_tf.simulate --model=export/NAME/model_int8.tflite --wav=LONG.wav \
-        [--csv=out.csv] [--period_frames=N] [--detection_threshold=S] [--average_window_ms=MS] \
+    python -m kws_tf.simulate --model=export/NAME/model_int8.tflite --wav=LONG.wav
+        [--csv=out.csv] [--period_frames=N] [--detection_threshold=S] [--average_window_ms=MS]
         [--suppression_ms=MS] [--minimum_count=N] [--tail_ms=MS]
     python -m kws_tf.simulate --model=export/NAME/model_step_int8.tflite --wav=LONG.wav ...
+
+Output: one line per detection on stdout, `t=<seconds, 2 decimals>s <label> score=<0..255>`
+(audio time since the start of the file, e.g. `t=3.52s yes score=231`); one summary line
+starting with `# ` on stderr (detections, model runs, recogniser settings), and warnings
+(`warning: ...`, e.g. resampled audio) there too. `--csv` also writes `time_s,label,score`.
+Errors: one `error: ...` line on stderr and exit status 1 (0 on success).
 
 Nothing of the pipeline is rewritten in Python:
 
     audio (int16, fed in chunks) ──► C++ MFCC front-end + int8 feature window (micro_app/src)
         ──► every N frames: the int8 101×32 window ──► the int8 flatbuffer in the real
             TensorFlow Lite Micro interpreter (`tflite_micro`, via `kws_tf.tflm`)
-        ──► C++ output scaling + recogniser ──► "KWS <label> score=<s> t=<ms>" lines
+        ──► C++ output scaling + recogniser ──► detections (the board prints them as
+            "KWS <label> score=<s> t=<ms>"; the twin as "t=<s>s <label> score=<s>", above)
 
 With the per-frame step model (`model_step_int8.tflite`, input [1, 1, 1, 32]) the twin
 runs as the board's default build does: the C++ app in frame mode (`model_input="frame"`)
@@ -528,25 +535,30 @@ def main(argv):
 def _entry():
     from absl import app, flags
 
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from kws_tf import cli_env
+
+    cli_env.start()  # before TensorFlow is imported: its start-up lines off stderr unless --tf_logs
 
     def guarded(argv):
         try:
             return main(argv)
         except SimulateError as e:
             print(f"error: {e}", file=sys.stderr)
-            sys.exit(2)
+            sys.exit(1)
         except (RuntimeError, OSError) as e:
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             print(f"error: {first}", file=sys.stderr)
-            sys.exit(2)
+            sys.exit(1)
+        except KeyboardInterrupt:
+            print("error: interrupted", file=sys.stderr)
+            sys.exit(1)
 
     def parse(argv):
         try:
             return flags.FLAGS(argv)
         except flags.Error as e:
             print(f"error: {e}", file=sys.stderr)
-            sys.exit(2)
+            sys.exit(1)
 
     define_flags()
     app.run(guarded, flags_parser=parse)
