@@ -19,14 +19,14 @@ It is derived from the windowed flatbuffer itself, op by op, in the spirit of Go
   when its inputs are ready at different delays (a residual branch skips a
   convolution's look-ahead), it runs at the later delay on frames taken from the
   earlier input's history, so no extra state is needed where a buffer exists;
-- the whole-window average (AVERAGE_POOL_2D over the time axis) keeps the last 100
-  gate frames and pools 101 of them;
+- the whole-window average (AVERAGE_POOL_2D, or a 'VALID' depthwise mean, over the time
+  axis, possibly of a time crop) keeps the last frames it needs and reduces them;
 - what follows the average (the classifier) has no time axis and is copied as is.
 
 Weights, biases and the quantisation of every tensor are the windowed model's own, so
 each frame of each layer is bit for bit the windowed model's frame wherever the
-window's zero padding does not reach it: gate frames delay … T − 1 − delay of a window
-(31 of 101 for SparkNet). Near the edges the window pads every layer with zeros while
+window's zero padding does not reach it: gate frames R … T − 1 − R of a window, R being
+the gate's receptive half-width (35: 31 of 101 frames for SparkNet). Near the edges the window pads every layer with zeros while
 the stream has real context (and after a reset, the state starts at each tensor's zero
 point, but the layers' frames computed from it are not zero), so edge frames differ;
 `kws_tf.step_clips` measures what that does to accuracy. Every state output has the
@@ -36,7 +36,8 @@ State mode: external (extra input/output tensors), not TFLM resource variables. 
 Python TFLM interpreter and the board's Feb-2023 library both run it with no
 `MicroResourceVariables` set-up; the app can reset, inspect and checksum the state;
 and the graph stays a plain dataflow graph the TFLite reference interpreter checks
-bit for bit. The cost is one memcpy of the state per hop (5.4 KB for C=32).
+bit for bit. The cost is one memcpy of the state per hop (3.4 KB for C=32 with the
+per-frame classifier) and the state held twice in the arena (input and output tensors).
 """
 
 from __future__ import annotations
@@ -286,8 +287,9 @@ def _gate_tensor(g: _Graph, averaged: int) -> int:
 def derive_step_model(windowed_bytes: bytes, expose_gate: bool = False) -> StepModel:
     """The step model of a windowed int8 flatbuffer (see the module doc). Raises StepGraphError.
 
-    `expose_gate`: add the newest frame of the averaged tensor (SparkNet's gate) as the
-    last output, for checking it against the windowed model (`gate_probe_model`).
+    `expose_gate`: add the newest frame of SparkNet's gate (the averaged tensor, or the input of
+    the classifier applied to every frame before the average) as the last output, for checking
+    it against the windowed model (`gate_probe_model`).
     """
     g = _Graph(windowed_bytes)
     schema = g.schema
@@ -360,13 +362,9 @@ def derive_step_model(windowed_bytes: bytes, expose_gate: bool = False) -> StepM
             kind[i] = "framewise"
             for t in outs:
                 nd[t] = d
-        elif name == "AVERAGE_POOL_2D":
-            opts = op.builtinOptions
-            if int(opts.filterWidth) != T or int(opts.filterHeight) != 1 or int(g.tensor(outs[0]).shape[TIME_AXIS]) != 1:
-                raise StepGraphError(f"AVERAGE_POOL_2D over {opts.filterWidth} of {T} frames cannot stream "
-                                     "(only the whole-window average)")
-            kind[i], pool_src[i] = "pool", (ins[0], 0, T)
-            pooled.append(i)
+        elif name == "AVERAGE_POOL_2D":  # whole-window averages were taken above
+            raise StepGraphError(f"AVERAGE_POOL_2D over {op.builtinOptions.filterWidth} of {T} frames cannot "
+                                 "stream (only the whole-window average)")
         else:
             raise StepGraphError(f"op {name} on the time axis has no streaming form")
     if len(pooled) != 1:
