@@ -85,7 +85,8 @@ def _gate_form(model_bytes: bytes, gate: str) -> bytes:
         raise ExportError(f"secant gate: {e}") from None
 
 
-def model_lib_is_sparknet(net) -> bool:
+def _is_sparknet(net) -> bool:
+    """Has SparkNet's gate: the model whose step graph must exist."""
     return any(type(layer).__name__ == "RelaxedBernoulliGate" for layer in net.layers)
 
 
@@ -196,8 +197,7 @@ def export_model(
 
     # 3. deploy graph + float flatbuffer
     step(3, "deploy graph and float flatbuffer")
-    has_gate = any(type(layer).__name__ == "RelaxedBernoulliGate" for layer in net.layers)
-    if not has_gate:
+    if not _is_sparknet(net):
         gate = "none"
     try:
         deploy = tflite_tools.deploy_model(net, classifier=classifier)
@@ -312,7 +312,7 @@ def export_model(
         try:
             step_obj, step_report = build_step_model(chosen_bytes, x_cal, in_q, micro_ops, timing_repeats)
         except ExportError as e:
-            if model_lib_is_sparknet(net):
+            if _is_sparknet(net):
                 raise
             step_report = {"skipped": str(e)}
             log(f"      {e} (the windowed model is exported alone)")
