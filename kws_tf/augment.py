@@ -26,6 +26,15 @@ class AugmentConfig:
     background_prob: float = 0.0
     background_snr_db_min: float = 0.0
     background_snr_db_max: float = 20.0
+    # SpecAugment-style masking of the normalised MFCC (Park et al., 2019), off in the paper's
+    # recipe: with probability spec_prob per clip, spec_time_masks bands of up to
+    # spec_time_mask_frames frames and spec_freq_masks bands of up to spec_freq_mask_coeffs
+    # coefficients are set to 0 (the training mean after normalisation).
+    spec_prob: float = 0.0
+    spec_time_masks: int = 0
+    spec_time_mask_frames: int = 0
+    spec_freq_masks: int = 0
+    spec_freq_mask_coeffs: int = 0
 
     @classmethod
     def from_dict(cls, d: dict) -> "AugmentConfig":
@@ -87,6 +96,34 @@ def _background(wave, seeds, cfg: AugmentConfig, pool: np.ndarray):
     snr = tf.random.stateless_uniform([batch], seeds[6], cfg.background_snr_db_min, cfg.background_snr_db_max)
     apply = tf.random.stateless_uniform([batch], seeds[7]) < cfg.background_prob
     return tf.where(apply[:, None], mix_at_snr(wave, segment, snr), wave)
+
+
+def _band_masks(seed, batch, count: int, max_width: int, length: int):
+    """`[batch, length]` float mask (1 keep, 0 masked) with `count` bands of width 0..max_width."""
+    keep = tf.ones([batch, length])
+    if count <= 0 or max_width <= 0:
+        return keep
+    seeds = tf.random.experimental.stateless_split(seed, num=2 * count)
+    pos = tf.range(length)[None, :]
+    for i in range(count):
+        width = tf.random.stateless_uniform([batch, 1], seeds[2 * i], 0, max_width + 1, dtype=tf.int32)
+        start = tf.cast(tf.random.stateless_uniform([batch, 1], seeds[2 * i + 1]) *
+                        tf.cast(length - width + 1, tf.float32), tf.int32)
+        keep = keep * tf.cast((pos < start) | (pos >= start + width), tf.float32)
+    return keep
+
+
+def spec_augment(x, seed, cfg: AugmentConfig):
+    """Time and frequency masks on normalised MFCC `[B, T, F]` (zeros = the training mean)."""
+    if cfg.spec_prob <= 0 or (cfg.spec_time_masks <= 0 and cfg.spec_freq_masks <= 0):
+        return x
+    batch, frames, coeffs = tf.shape(x)[0], x.shape[1], x.shape[2]
+    seeds = tf.random.experimental.stateless_split(tf.cast(seed, tf.int64) + 7919, num=3)
+    t_keep = _band_masks(seeds[0], batch, cfg.spec_time_masks, cfg.spec_time_mask_frames, frames)
+    f_keep = _band_masks(seeds[1], batch, cfg.spec_freq_masks, cfg.spec_freq_mask_coeffs, coeffs)
+    apply = tf.random.stateless_uniform([batch], seeds[2]) < cfg.spec_prob
+    masked = x * t_keep[:, :, None] * f_keep[:, None, :]
+    return tf.where(apply[:, None, None], masked, x)
 
 
 def augment_batch(wave, seed, cfg: AugmentConfig, pool: np.ndarray):

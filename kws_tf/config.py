@@ -99,6 +99,12 @@ SCHEMA = {
         "background_prob": _prob(),
         "background_snr_db_min": Field("number", -40.0, 80.0),
         "background_snr_db_max": Field("number", -40.0, 80.0),
+        # SpecAugment-style masks on the normalised MFCC (not in the paper's recipe; 0 = off)
+        "spec_prob": Field("number", 0.0, 1.0, required=False),
+        "spec_time_masks": Field("int", 0, 10, required=False),
+        "spec_time_mask_frames": Field("int", 0, 100, required=False),
+        "spec_freq_masks": Field("int", 0, 10, required=False),
+        "spec_freq_mask_coeffs": Field("int", 0, 32, required=False),
     },
 }
 REQUIRED = tuple(k for k, f in SCHEMA.items() if not isinstance(f, Field) or f.required)

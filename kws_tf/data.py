@@ -415,6 +415,7 @@ def train_dataset(
         wave = tf.cast(pcm, tf.float32) * features.PCM_SCALE
         wave = augment.augment_batch(wave, batch_seed, aug, noise_pool)
         x = (features.mfcc_tf(wave) - mean) * inv_std
+        x = augment.spec_augment(x, batch_seed, aug)
         return x[:, None], y
 
     ds = tf.data.Dataset.from_generator(batches, output_signature=sig)
