@@ -107,3 +107,34 @@ def plot_open_fraction(per_class: dict, path, title: str = "open-gate fraction p
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def det_curves(curves: dict, path, title: str = "") -> None:
+    """DET-style plot of a recogniser sweep (`kws_tf.operating_point`): false alarms per hour (x,
+    symlog) against miss rate (y), one curve per SNR (the sweep's frontier), the chosen operating
+    point circled. `curves`: {"<dB>": {"operating_point": point, "points": [point]}}, a point
+    holding "hit_rate" and "false_alarms_per_hour"."""
+    from kws_tf import operating_point
+
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6.4, 4.6))
+    for snr, c in curves.items():
+        pts = operating_point.frontier(c["points"])
+        x = [p["false_alarms_per_hour"] for p in pts]
+        y = [100 * (1 - (p["hit_rate"] or 0.0)) for p in pts]
+        line, = ax.step(x, y, where="post", marker=".", label=f"{snr} dB" if snr != "clean" else "clean")
+        op = c.get("operating_point")
+        if op:
+            ax.plot([op["false_alarms_per_hour"]], [100 * (1 - (op["hit_rate"] or 0.0))], "o", mfc="none",
+                    ms=11, color=line.get_color())
+    ax.set_xscale("symlog", linthresh=1.0)
+    ax.set_xlim(left=0)
+    ax.set_ylim(0, 100)
+    ax.set_xlabel("false alarms per hour")
+    ax.set_ylabel("miss rate (%)  = 100 - hit rate")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(title="SNR (o: operating point)")
+    ax.set_title(title or "keyword spotting: misses vs false alarms")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
