@@ -52,7 +52,6 @@ import csv
 import ctypes
 import dataclasses
 import json
-import os
 import pathlib
 import re
 import sys
@@ -421,31 +420,6 @@ def write_csv(path, detections: list[Detection]) -> None:
             w.writerow([f"{d.time_s:.3f}", d.label, d.score])
 
 
-def wav_truncation(path) -> str | None:
-    """Why a RIFF/WAVE file is truncated (its data chunk claims more bytes than the file holds),
-    or None. libsndfile silently reads what is there; the device twin refuses such files."""
-    import struct
-
-    try:
-        with open(path, "rb") as f:
-            head = f.read(12)
-            if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
-                return None
-            size = os.fstat(f.fileno()).st_size
-            pos = 12
-            while pos + 8 <= size:
-                f.seek(pos)
-                cid, length = struct.unpack("<4sI", f.read(8))
-                if cid == b"data":
-                    if length != 0xFFFFFFFF and pos + 8 + length > size:
-                        return f"data chunk declares {length} bytes, the file holds {size - pos - 8}"
-                    return None
-                pos += 8 + length + (length & 1)
-    except OSError:
-        return None
-    return None
-
-
 def read_stream_wav(path, warn=None) -> np.ndarray:
     """A wav as 16 kHz mono int16; other rates / channel counts are converted with a warning."""
     import soundfile as sf
@@ -465,9 +439,6 @@ def read_stream_wav(path, warn=None) -> np.ndarray:
         raise SimulateError(str(e)) from None
     if pcm.size == 0:
         raise SimulateError(f"{path}: empty audio file")
-    truncated = wav_truncation(path)
-    if truncated:
-        raise SimulateError(f"{path}: truncated wav ({truncated})")
     if info.samplerate != features.SAMPLE_RATE or info.channels != 1:
         (warn or _warn)(f"warning: {path} is {info.samplerate} Hz, {info.channels} channel(s); "
                         f"resampled/downmixed to {features.SAMPLE_RATE} Hz mono")
