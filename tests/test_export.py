@@ -255,6 +255,55 @@ def test_cli_errors_are_one_line(exported, tmp_path):
                                                "replace it"], res.stderr
 
 
+# --------------------------------------------------------------------------- the accuracy test
+
+def test_default_accuracy_test_passes_and_warns_on_a_small_set(exported):
+    """The session-trained model passes the defaults; its few validation clips earn the warning."""
+    from kws_tf import export
+
+    _, report = exported
+    check = report["accuracy_check"]
+    assert check["passed"] and report["thresholds"]["min_agreement"] == export.DEFAULT_MIN_AGREEMENT == 0.0
+    assert report["thresholds"]["max_accuracy_drop_points"] == export.DEFAULT_MAX_ACCURACY_DROP
+    assert check["clips"] == report["eval"]["clips"] < 200
+    assert check["small_set"] and check["warning"].startswith(f"only {check['clips']} evaluation clips")
+    assert check["drop_lower_points"] <= check["accuracy_drop_points"] <= check["drop_upper_points"]
+
+
+def _zero_largest_buffer(model_bytes: bytes) -> bytes:
+    """The same flatbuffer with its largest constant buffer (a convolution's weights) zeroed."""
+    import flatbuffers
+
+    schema = _schema()
+    model = schema.ModelT.InitFromObj(schema.Model.GetRootAsModel(model_bytes, 0))
+    big = max(model.buffers, key=lambda b: 0 if b.data is None else len(b.data))
+    big.data = np.zeros_like(np.asarray(big.data))
+    builder = flatbuffers.Builder(len(model_bytes))
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    return bytes(builder.Output())
+
+
+def test_damaged_int8_model_is_refused_with_one_line(trained_model_dir, tmp_path, monkeypatch):
+    from kws_tf import export
+
+    real = export._gate_form
+    monkeypatch.setattr(export, "_gate_form", lambda b, gate: _zero_largest_buffer(real(b, gate)))
+    out = tmp_path / "damaged"
+    lines = []
+    with pytest.raises(export.ExportError) as info:
+        export.export_model(trained_model_dir, out, step_model=False, timing_repeats=1, log=lines.append)
+    msg = str(info.value)
+    assert "\n" not in msg and msg.startswith("PTQ int8 model: accuracy")
+    assert "post-training quantisation loses accuracy here" in msg and "--qat_epochs=10" in msg
+    assert not out.exists()
+    assert any("PTQ int8 vs float" in line and "REFUSED" in line for line in lines), lines
+    # the advice's tolerance accepts this very model (post-training quantisation is deterministic)
+    accept = float(msg.rsplit("--max_accuracy_drop=", 1)[1])
+    report = export.export_model(trained_model_dir, out, step_model=False, timing_repeats=1,
+                                 max_accuracy_drop=accept, log=_quiet)
+    assert report["accuracy_check"]["passed"] and report["exported"] == "ptq"
+
+
 # --------------------------------------------------------------------------- QAT
 
 def test_qat_one_epoch(trained_model_dir, tmp_path):
