@@ -101,7 +101,7 @@ def build_step_model(windowed_bytes: bytes, x_calibration: np.ndarray, in_q: tup
 
     try:
         step = step_graph.derive_step_model(windowed_bytes)
-    except step_graph.StepGraphError as e:
+    except step_graph.GraphEditError as e:  # StepGraphError, or a flatbuffer the editor cannot read
         raise ExportError(f"no step model: {e}") from None
     info = tflite_tools.inspect_model(step.model_bytes)
     problems = tflite_tools.int8_problems(info, multi_io=True)

@@ -47,7 +47,8 @@ import dataclasses
 
 import numpy as np
 
-TIME_AXIS = 2  # tensors are [batch 1, height 1, time, channels]
+from kws_tf.flatbuffer_graph import TIME_AXIS, EditableGraph, GraphEditError, pack_pruned, read_metadata_json
+
 
 # Ops that act on each frame independently (given all their time-varying inputs at the
 # same delay). Constants may be broadcast if they have no time axis.
@@ -58,7 +59,7 @@ STEP_OPS = ("CONCATENATION", "GATHER")  # what streaming adds to the windowed op
 STEP_METADATA = "kws_tf.step"  # flatbuffer metadata entry: {"delay_frames", "window_frames", ...}
 
 
-class StepGraphError(RuntimeError):
+class StepGraphError(GraphEditError):
     """The windowed model cannot be run frame by frame; one line for the user."""
 
 
@@ -114,126 +115,13 @@ class StepModel:
                 "ops": list(self.ops), "num_ops": len(self.ops)}
 
 
-def _schema():
-    from tensorflow.lite.python import schema_py_generated as schema
-
-    return schema
-
-
-def _op_names(schema) -> dict:
-    return {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_") and isinstance(v, int)}
-
-
-class _Graph:
-    """The windowed subgraph with helpers to append step tensors and ops."""
-
-    def __init__(self, model_bytes: bytes):
-        schema = _schema()
-        self.schema = schema
-        try:
-            self.model = schema.ModelT.InitFromObj(schema.Model.GetRootAsModel(model_bytes, 0))
-        except Exception as e:
-            raise StepGraphError(f"not a TFLite flatbuffer ({e})") from None
-        if len(self.model.subgraphs) != 1:
-            raise StepGraphError(f"expected one subgraph, found {len(self.model.subgraphs)}")
-        self.sg = self.model.subgraphs[0]
-        names = _op_names(schema)
-        self.op_name = [names.get(max(int(c.builtinCode), int(c.deprecatedBuiltinCode)), "?")
-                        for c in self.model.operatorCodes]
-        self.windowed_ops = list(self.sg.operators)
-        self.new_ops: list = []
-        self.producer = {}
-        for i, op in enumerate(self.windowed_ops):
-            for t in op.outputs:
-                self.producer[int(t)] = i
-
-    # ---------------------------------------------------------------- tensors
-    def name_of(self, op) -> str:
-        return self.op_name[op.opcodeIndex]
-
-    def tensor(self, i: int):
-        return self.sg.tensors[i]
-
-    def is_constant(self, i: int) -> bool:
-        t = self.tensor(i)
-        buf = self.model.buffers[t.buffer] if 0 < t.buffer < len(self.model.buffers) else None
-        return buf is not None and buf.data is not None and len(buf.data) > 0
-
-    def new_tensor(self, like: int, frames: int) -> int:
-        """A new activation tensor with `like`'s type and quantisation and `frames` time steps."""
-        src = self.tensor(like)
-        t = self._schema_tensor(src.type, [int(d) for d in src.shape], copy.deepcopy(src.quantization))
-        t.shape[TIME_AXIS] = frames
-        self.sg.tensors.append(t)
-        return len(self.sg.tensors) - 1
-
-    def copy_tensor(self, like: int) -> int:
-        src = self.tensor(like)
-        t = self._schema_tensor(src.type, [int(d) for d in src.shape], copy.deepcopy(src.quantization))
-        self.sg.tensors.append(t)
-        return len(self.sg.tensors) - 1
-
-    def _schema_tensor(self, dtype, shape, quant):
-        t = self.schema.TensorT()
-        t.type, t.shape, t.quantization, t.buffer = dtype, shape, quant, 0
-        return t
-
-    def int32_constant(self, values) -> int:
-        schema = self.schema
-        values = np.asarray(values, np.int32)
-        buf = schema.BufferT()
-        buf.data = np.frombuffer(values.tobytes(), np.uint8).copy()
-        self.model.buffers.append(buf)
-        t = self._schema_tensor(schema.TensorType.INT32, list(values.shape), None)
-        t.buffer = len(self.model.buffers) - 1
-        self.sg.tensors.append(t)
-        return len(self.sg.tensors) - 1
-
-    # ---------------------------------------------------------------- ops
-    def opcode(self, name: str) -> int:
-        schema = self.schema
-        code = getattr(schema.BuiltinOperator, name)
-        for i, c in enumerate(self.model.operatorCodes):
-            if max(int(c.builtinCode), int(c.deprecatedBuiltinCode)) == code:
-                return i
-        oc = schema.OperatorCodeT()
-        oc.builtinCode, oc.deprecatedBuiltinCode, oc.version = code, min(code, 127), 1
-        self.model.operatorCodes.append(oc)
-        self.op_name.append(name)
-        return len(self.model.operatorCodes) - 1
-
-    def emit(self, op):
-        self.new_ops.append(op)
-
-    def concat(self, a: int, b: int, out: int):
-        schema = self.schema
-        op = schema.OperatorT()
-        op.opcodeIndex = self.opcode("CONCATENATION")
-        op.inputs, op.outputs = [a, b], [out]
-        opts = schema.ConcatenationOptionsT()
-        opts.axis, opts.fusedActivationFunction = TIME_AXIS, schema.ActivationFunctionType.NONE
-        op.builtinOptionsType, op.builtinOptions = schema.BuiltinOptions.ConcatenationOptions, opts
-        self.emit(op)
-
-    def gather(self, x: int, frames: list, out: int):
-        """out = frames `frames` of x along the time axis (one memcpy per frame in TFLM)."""
-        schema = self.schema
-        op = schema.OperatorT()
-        op.opcodeIndex = self.opcode("GATHER")
-        op.inputs, op.outputs = [x, self.int32_constant(list(frames))], [out]
-        opts = schema.GatherOptionsT()
-        opts.axis, opts.batchDims = TIME_AXIS, 0
-        op.builtinOptionsType, op.builtinOptions = schema.BuiltinOptions.GatherOptions, opts
-        self.emit(op)
-
-
-def _conv_time_kernel(g: _Graph, op) -> tuple[int, int]:
+def _conv_time_kernel(g: EditableGraph, op) -> tuple[int, int]:
     """(kernel height, kernel width) of a CONV_2D / DEPTHWISE_CONV_2D."""
     w = g.tensor(int(op.inputs[1]))
     return int(w.shape[1]), int(w.shape[2])
 
 
-def _time_crop(g: _Graph, op, name: str, T: int) -> tuple[int, int]:
+def _time_crop(g: EditableGraph, op, name: str, T: int) -> tuple[int, int]:
     """(first frame, frames) of a STRIDED_SLICE / SLICE that only crops the time axis."""
     def const(i):
         t = g.tensor(int(op.inputs[i]))
@@ -259,7 +147,7 @@ def _time_crop(g: _Graph, op, name: str, T: int) -> tuple[int, int]:
     return int(begin[TIME_AXIS]), int(out_shape[TIME_AXIS])
 
 
-def _whole_window_reduction(g: _Graph, op, name: str) -> bool:
+def _whole_window_reduction(g: EditableGraph, op, name: str) -> bool:
     """An op reducing the whole time axis of its input to one frame (the time average)."""
     src, out = g.tensor(int(op.inputs[0])), g.tensor(int(op.outputs[0]))
     if len(src.shape) != 4 or len(out.shape) != 4 or int(out.shape[TIME_AXIS]) != 1 or int(src.shape[1]) != 1:
@@ -273,7 +161,7 @@ def _whole_window_reduction(g: _Graph, op, name: str) -> bool:
     return False
 
 
-def _gate_tensor(g: _Graph, averaged: int) -> int:
+def _gate_tensor(g: EditableGraph, averaged: int) -> int:
     """The gate: the averaged tensor, or the input of the 1x1 classifier applied to every frame
     before the average (`deploy_model(classifier="per_frame")`)."""
     i = g.producer.get(averaged)
@@ -291,7 +179,7 @@ def derive_step_model(windowed_bytes: bytes, expose_gate: bool = False) -> StepM
     the classifier applied to every frame before the average) as the last output, for checking
     it against the windowed model (`gate_probe_model`).
     """
-    g = _Graph(windowed_bytes)
+    g = EditableGraph(windowed_bytes)
     schema = g.schema
     sg = g.sg
     if len(sg.inputs) != 1 or len(sg.outputs) != 1:
@@ -532,7 +420,7 @@ def derive_step_model(windowed_bytes: bytes, expose_gate: bool = False) -> StepM
     info = {"delay_frames": int(delay), "window_frames": int(T), "num_states": len(states),
             "gate_output": gate_index, "gate_delay_frames": int(pool_window[0]), "receptive_frames": int(nd[src]),
             "averaged_frames": [int(first), int(n)]}
-    model_bytes = _pack_pruned(g, metadata={STEP_METADATA: info})
+    model_bytes = pack_pruned(g, metadata={STEP_METADATA: info})
     return StepModel(model_bytes=model_bytes, delay_frames=int(delay), window_frames=T, states=states, ops=ops,
                      gate_tensor=gate_index, gate_delay_frames=int(pool_window[0]), receptive_frames=int(nd[src]),
                      averaged=(int(first), int(n)))
@@ -540,7 +428,7 @@ def derive_step_model(windowed_bytes: bytes, expose_gate: bool = False) -> StepM
 
 def gate_probe_model(windowed_bytes: bytes) -> bytes:
     """The windowed model with the gate ([1, 1, T, C], before any time crop) as a second output."""
-    g = _Graph(windowed_bytes)
+    g = EditableGraph(windowed_bytes)
     pools = [op for op in g.windowed_ops if _whole_window_reduction(g, op, g.name_of(op))]
     if len(pools) != 1:
         raise StepGraphError(f"expected one whole-window average, found {len(pools)}")
@@ -550,70 +438,9 @@ def gate_probe_model(windowed_bytes: bytes) -> bytes:
         src = int(g.windowed_ops[crop].inputs[0])  # the whole gate, not the averaged interior
     g.sg.outputs = [int(g.sg.outputs[0]), _gate_tensor(g, src)]
     g.new_ops = list(g.windowed_ops)
-    return _pack_pruned(g)
+    return pack_pruned(g)
 
 
 def read_step_info(model_bytes: bytes) -> dict | None:
     """The step model's own description (delay, window, states) from its metadata; None if absent."""
-    import json
-
-    schema = _schema()
-    try:
-        model = schema.Model.GetRootAsModel(model_bytes, 0)
-        for i in range(model.MetadataLength()):
-            m = model.Metadata(i)
-            if m.Name() and m.Name().decode() == STEP_METADATA:
-                buf = model.Buffers(m.Buffer())
-                return json.loads(bytes(buf.DataAsNumpy()).decode())
-    except Exception:
-        return None
-    return None
-
-
-def _pack_pruned(g: _Graph, metadata: dict | None = None) -> bytes:
-    """Serialise with only the tensors, buffers and op codes the step graph uses (+ JSON metadata)."""
-    import json
-
-    import flatbuffers
-
-    model, sg = g.model, g.sg
-    used = set(int(t) for t in sg.inputs) | set(int(t) for t in sg.outputs)
-    for op in sg.operators:
-        used |= {int(t) for t in op.inputs if int(t) >= 0} | {int(t) for t in op.outputs}
-    order = sorted(used)
-    remap = {old: new for new, old in enumerate(order)}
-    buffers = [model.buffers[0]]
-    buf_map = {0: 0}
-    tensors = []
-    for old in order:
-        t = sg.tensors[old]
-        if t.buffer and t.buffer not in buf_map:
-            buf_map[t.buffer] = len(buffers)
-            buffers.append(model.buffers[t.buffer])
-        t.buffer = buf_map.get(t.buffer, 0)
-        tensors.append(t)
-    codes_used = sorted({op.opcodeIndex for op in sg.operators})
-    code_map = {old: new for new, old in enumerate(codes_used)}
-    model.operatorCodes = [model.operatorCodes[c] for c in codes_used]
-    for op in sg.operators:
-        op.opcodeIndex = code_map[op.opcodeIndex]
-        op.inputs = [remap[int(t)] if int(t) >= 0 else -1 for t in op.inputs]
-        op.outputs = [remap[int(t)] for t in op.outputs]
-    sg.tensors = tensors
-    sg.inputs = [remap[int(t)] for t in sg.inputs]
-    sg.outputs = [remap[int(t)] for t in sg.outputs]
-    model.buffers = buffers
-    model.signatureDefs = None
-    model.metadata = None  # the windowed model's (min_runtime_version) pointed at dropped buffers
-    if metadata:
-        model.metadata = []
-        for name, value in metadata.items():
-            buf = g.schema.BufferT()
-            buf.data = np.frombuffer(json.dumps(value, sort_keys=True).encode(), np.uint8).copy()
-            buffers.append(buf)
-            md = g.schema.MetadataT()
-            md.name, md.buffer = name, len(buffers) - 1
-            model.metadata.append(md)
-    builder = flatbuffers.Builder(1024)
-    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
-    return bytes(builder.Output())
+    return read_metadata_json(model_bytes, STEP_METADATA)
