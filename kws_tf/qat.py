@@ -120,7 +120,7 @@ def quantize_model(deploy):
     """tfmot QAT model of a `deploy_model` graph (weights copied from it)."""
     import tf_keras as keras
 
-    from kws_tf.tflite_tools import deploy_gate_class, secant_gate_class
+    from kws_tf.deploy_graph import deploy_gate_class, secant_gate_class
 
     Q = _tfmot().quantization.keras
     gate_cls, qc_cls, dw_cls = (deploy_gate_class(), secant_gate_class()), _gate_qc(), _dw_qc()
