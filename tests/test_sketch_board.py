@@ -9,6 +9,10 @@ of the Arduino core, PDM library and TFLM (micro_app/tests/sketch_host/):
   KWS_ARENA_MIN_FREE_BYTES left is blink code 9 with the build flag that fixes it.
 - Builders: the files an old builder compiles (no .cc) and the files arduino-cli compiles
   (.cc too) both link, once, with the generated files as the exporter writes them.
+- Serial session (main_session.cc): op registration, banner, detections, BENCH lines,
+  self-test, overrun report and the fatal-error paths, read with kws_tf.device's parsers;
+  the step model with its state copied back through overlapping buffers, the windowed
+  build, an export without a step model; and the ARM cross-compile of the sketch.
 
 The stand-ins check the glue's logic, not the real libraries (see micro_app/README.md,
 "Board: reasoned, not yet seen")."""
@@ -38,18 +42,30 @@ def _board_options() -> dict:
 
 
 def _resolver_header(root: pathlib.Path):
+    """The op resolver, generated from MICRO_OPS: prints "STUB registered <op>" for every op the
+    sketch registers and refuses more than its template's op count, as TFLM's does."""
     from kws_tf import tflite_tools
 
-    methods = "\n".join(f'  TfLiteStatus {m}() {{ return kTfLiteOk; }}' for m in tflite_tools.MICRO_OPS.values())
+    methods = "\n".join(f'  TfLiteStatus {m}() {{ return Add("{op}"); }}' for op, m in tflite_tools.MICRO_OPS.items())
     (root / "micro_mutable_op_resolver.h").write_text(
-        '#pragma once\n#include "tensorflow/lite/micro/micro_interpreter.h"\nnamespace tflite {\n'
-        "template <unsigned int tOpCount>\nclass MicroMutableOpResolver : public MicroOpResolver {\n"
-        f" public:\n{methods}\n}};\n}}\n")
+        "#pragma once\n#include <stdio.h>\n#include \"tensorflow/lite/micro/micro_interpreter.h\"\n"
+        "namespace tflite {\ntemplate <unsigned int tOpCount>\nclass MicroMutableOpResolver : public MicroOpResolver {\n"
+        f" public:\n{methods}\n private:\n  TfLiteStatus Add(const char* name) {{\n"
+        "    if (count_ >= tOpCount) return kTfLiteError;\n    ++count_;\n"
+        "    printf(\"STUB registered %s\\n\", name);\n    return kTfLiteOk;\n  }\n  unsigned int count_ = 0;\n};\n}\n")
 
 
-def _sketch(tmp_path: pathlib.Path, selftest: bool = True) -> pathlib.Path:
+TONE = (8000 * np.sin(2 * np.pi * 700 * np.arange(16000) / 16000)).astype(np.int16)
+BOARD_CLIPS = [("tone", TONE, "yes")]
+
+
+def _sketch(tmp_path: pathlib.Path, selftest: bool = True, ops=OPS, step_model=None, step_data=False,
+            clips=BOARD_CLIPS) -> pathlib.Path:
     """A sketch folder laid out as the user makes it: micro_app's sketch files (the .ino, board
-    headers, src/) + the exporter's generated files, rendered by the same functions export uses."""
+    headers, src/) + the exporter's generated files, rendered by the same functions export uses;
+    nothing else from micro_app/ (a model copied there for the board cannot leak into the test).
+    `step_model`: kws_settings.h's step model (None: none); `step_data`: write model_step_data
+    too (the stub interpreter knows the step model by its first byte, 'S')."""
     from kws_tf import codegen, features, selftest_data
 
     sketch = tmp_path / "micro_app"
@@ -58,14 +74,17 @@ def _sketch(tmp_path: pathlib.Path, selftest: bool = True) -> pathlib.Path:
     for f in [MICRO_APP / "micro_app.ino", *MICRO_APP.glob("board_*.h")]:
         shutil.copy(f, sketch / f.name)
     (sketch / "kws_settings.h").write_text(codegen.render_frontend_header(
-        features.Normalization.identity(), 0.05, 0, ops=OPS, arena_bytes=MODEL_ARENA, model_name="stub",
-        output_scale=1.0 / 256.0, output_zero_point=-128, output_is_logits=False, step_model=None))
-    header, source = codegen.render_model_data(bytes(range(32)), name="g_model")
-    (sketch / "model_data.h").write_text(header)
-    (sketch / "model_data.cc").write_text(source)  # the name export writes
+        features.Normalization.identity(), 0.05, 0, ops=ops, arena_bytes=MODEL_ARENA, model_name="stub",
+        output_scale=1.0 / 256.0, output_zero_point=-128, output_is_logits=False, step_model=step_model))
+    models = [("g_model", "model_data", bytes(range(32)))]
+    if step_data:
+        models.append(("g_step_model", "model_step_data", b"S" + bytes(range(31))))
+    for name, base, data in models:
+        header, source = codegen.render_model_data(data, name=name)
+        (sketch / f"{base}.h").write_text(header)
+        (sketch / f"{base}.cc").write_text(source)  # the names export writes
     if selftest:
-        tone = (8000 * np.sin(2 * np.pi * 700 * np.arange(16000) / 16000)).astype(np.int16)
-        selftest_data.write_selftest_data(sketch, [("tone", tone, "yes")])
+        selftest_data.write_selftest_data(sketch, clips)
     return sketch
 
 
@@ -99,13 +118,22 @@ def core_objects(tmp_path_factory) -> dict:
     return objs
 
 
-def _build(tmp_path, core_objects, *defines, builder="cli", selftest=True, stubs_defines=()) -> pathlib.Path:
-    """Compiles the sketch as `builder` would (the .ino and the generated files with -Wall -Wextra
-    -Werror; src/ from `core_objects`) and links it with the recording stand-ins."""
+def _stub_dir(tmp_path: pathlib.Path) -> pathlib.Path:
+    """micro_app/tests/sketch_host + the generated op resolver."""
     stub_dir = tmp_path / "stubs"
     shutil.copytree(STUBS, stub_dir)
     _resolver_header(stub_dir / "tensorflow" / "lite" / "micro")
-    sketch = _sketch(tmp_path, selftest=selftest)
+    return stub_dir
+
+
+def _build(tmp_path, core_objects, *defines, builder="cli", stubs_defines=(), main="main.cc",
+           **options) -> pathlib.Path:
+    """Compiles the sketch as `builder` would (the .ino and the generated files with -Wall -Wextra
+    -Werror; src/ from `core_objects`) and links it with the recording stand-ins and the driver
+    `main` (main.cc: the board scenario; main_session.cc: the serial session). `options`: _sketch's
+    options."""
+    stub_dir = _stub_dir(tmp_path)
+    sketch = _sketch(tmp_path, **options)
     objs = tmp_path / "obj"
     objs.mkdir()
     inc = ["-I", str(stub_dir), "-I", str(sketch)]
@@ -120,7 +148,7 @@ def _build(tmp_path, core_objects, *defines, builder="cli", selftest=True, stubs
         assert r.returncode == 0, f"{src.name}:\n{r.stderr[-3000:]}"
         out.append(str(obj))
     exe = tmp_path / "sketch_exe"
-    r = subprocess.run(["g++", *FLAGS, *inc, *stubs_defines, str(stub_dir / "stubs.cc"), str(stub_dir / "main.cc"),
+    r = subprocess.run(["g++", *FLAGS, *inc, *stubs_defines, str(stub_dir / "stubs.cc"), str(stub_dir / main),
                         *out, "-lm", "-o", str(exe)], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr[-3000:]
     return exe
@@ -315,3 +343,150 @@ def test_sketch_links_with_every_builder_without_selftest(tmp_path, core_objects
 def test_sketch_links_with_every_builder_with_selftest(tmp_path, core_objects, builder):
     code, lines = _run(_build(tmp_path, core_objects, builder=builder))
     assert code == 0, lines[-20:]
+
+
+# ------------------------------------------------------------------------- the op table
+
+
+def _ops_in_generated_table():
+    from kws_tf import codegen, features
+
+    text = codegen.render_frontend_header(features.Normalization.identity(), 0.05, 0)
+    return dict(re.findall(r'^\s*X\("([A-Z0-9_]+)",\s*(\w+)\)', text, re.M))
+
+
+def test_board_op_table_is_generated_from_micro_ops():
+    from kws_tf import tflite_tools
+
+    assert _ops_in_generated_table() == tflite_tools.MICRO_OPS
+    assert 'X("' not in (MICRO_APP / "board_ops.h").read_text()  # no second, hand-typed copy
+
+
+# ------------------------------------------------------------------------- the serial session
+#
+# The same stand-ins, driven by main_session.cc: setup(), Serial commands, PDM callbacks,
+# self-test, an overrun, and the fatal errors, with the step model (the stub interpreter's
+# state tensors overlap in the arena) and the windowed one. The host tools' parsers
+# (kws_tf.device) read what the sketch prints.
+
+# kOpNames covers both exported models (the step model adds CONCATENATION and SPLIT_V).
+SKETCH_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "ADD", "TANH", "MINIMUM", "AVERAGE_POOL_2D", "FULLY_CONNECTED",
+              "CONCATENATION", "SPLIT_V")
+STUB_STEP = {"delay_frames": 5, "num_states": 2, "arena_bytes": 9000}  # STUB_DELAY in stubs.cc
+SESSION_CLIPS = [("tone", TONE, "yes"), ("quiet", np.zeros(16000, np.int16), ""),
+                 ("quiet_bad", np.zeros(1600, np.int16), "no")]
+
+
+def _session_sketch(step_model: bool = True, step_data: bool = True) -> dict:
+    """_sketch's options for the serial session's export (the step model, three self-test clips)."""
+    return dict(ops=SKETCH_OPS, step_model=STUB_STEP if step_model else None, step_data=step_data,
+                clips=SESSION_CLIPS)
+
+
+def _build_session(tmp_path, core_objects, *defines, **generated):
+    """The sketch linked with main_session.cc; `defines` reach the sketch and the stand-ins alike."""
+    return _build(tmp_path, core_objects, *defines, stubs_defines=defines, main="main_session.cc",
+                  **_session_sketch(**generated))
+
+
+@pytest.mark.parametrize("variant", ["step", "step_cycle", "window", "no_step_model"])
+def test_sketch_runs_on_host_stubs(tmp_path, core_objects, variant):
+    """setup(), commands, detections, BENCH lines, self-test and an overrun, with
+    step: the default build, the per-frame step model (its state copied back through the plan:
+       the stub's state output 2 sits on state input 1);
+    step_cycle: the state buffers overlap in a cycle (staged through KWS_STEP_STAGING_BYTES);
+    window: -DKWS_WINDOWED_MODEL=1;
+    no_step_model: an export without a step model (kHasStepModel false, no model_step_data.h)."""
+    from kws_tf import device
+
+    defines = {"step_cycle": ["-DSTUB_STATE_CYCLE"], "window": ["-DKWS_WINDOWED_MODEL=1"]}.get(variant, [])
+    generated = {"step_model": False, "step_data": False} if variant == "no_step_model" else {}
+    exe = _build_session(tmp_path, core_objects, *defines, **generated)
+    r = subprocess.run([str(exe)], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-2000:]
+    lines = r.stdout.splitlines()
+    step = variant.startswith("step")
+    arena_used = 8888 if step else 12345
+    registered = [line.split()[-1] for line in lines if line.startswith("STUB registered")]
+    assert sorted(registered) == sorted(SKETCH_OPS)  # exactly the exported ops
+    assert not [line for line in lines if "STUB state corrupt" in line]
+    banner = [line for line in lines if line.startswith("INFO kws_tf micro_app")]
+    assert banner and f"arena_used={arena_used}" in banner[0] and "selftest_clips=3" in banner[0]
+    assert ("mode=frame delay=5 states=2" if step else "mode=window delay=0 states=0") in banner[0], banner[0]
+    assert not [line for line in lines if line.startswith("ERROR")]
+
+    detections = [d for d in map(device.parse_detection_line, lines) if d]
+    assert [d["label"] for d in detections[:1]] == ["yes"]
+    assert 1500 <= detections[0]["t_ms"] <= 3000
+    bench = [device.parse_bench_line(line) for line in lines if line.startswith("BENCH")]
+    assert len(bench) >= 3
+    assert all(b["arena"] == arena_used and b["overruns"] == 0 for b in bench)
+    assert bench[-1]["invoke_us"][0] > 0 and bench[-1]["mfcc_us"][1] > 0
+    assert all(b["mode"] == ("frame" if step else "window") for b in bench)
+    assert all(b["hop_us"][2] >= b["invoke_us"][2] and len(b["duty_pct"]) == 3 for b in bench)
+    if step:  # the model ran on every frame
+        assert all(b["invokes"] == b["frames"] for b in bench)
+    else:
+        assert all(b["invokes"] < b["frames"] / 3 for b in bench)
+
+    st = [s for s in map(device.parse_selftest_line, lines) if s]
+    kinds = [s["kind"] for s in st]
+    assert kinds == ["begin", "clip", "result", "clip", "result", "clip", "result", "end"], st
+    assert [s["passed"] for s in st if s["kind"] == "result"] == [True, True, False]
+    assert st[-1] == {"kind": "end", "pass": 2, "fail": 1}
+    warn = [line for line in lines if line.startswith("WARN audio overrun")]
+    assert warn and re.search(r"events=[1-9]\d* dropped=[1-9]", warn[0]), lines[-20:]
+
+
+def _fatal_line(exe) -> str:
+    r = subprocess.run([str(exe)], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 42, r.stdout[-2000:]  # the stub's delay() ends the endless blink loop
+    return [line for line in r.stdout.splitlines() if line.startswith("ERROR")][0]
+
+
+def test_sketch_fatal_error_on_mismatched_input_quantisation(tmp_path, core_objects):
+    first = _fatal_line(_build_session(tmp_path, core_objects, "-USTUB_INPUT_SCALE", "-DSTUB_INPUT_SCALE=0.1f"))
+    assert re.match(r"ERROR input quantisation: model scale 1000000\d\d e-9 zp 0, kws_settings.h scale "
+                    r"500000\d\d e-9 zp 0 .*\(blink code 4\)$", first), first
+
+
+def test_sketch_fatal_error_on_step_state_mismatch(tmp_path, core_objects):
+    """A state output whose zero point differs from its input's cannot be copied back."""
+    first = _fatal_line(_build_session(tmp_path, core_objects, "-DSTUB_COUNT_OUT_ZP=4"))
+    assert re.match(r"ERROR step model state 2: input type 9 2 bytes scale 250000000 e-9 zp 3, output type 9 "
+                    r"2 bytes scale 250000000 e-9 zp 4; .*\(blink code 8\)$", first), first
+
+
+def test_sketch_fatal_error_when_state_staging_is_too_small(tmp_path, core_objects):
+    first = _fatal_line(_build_session(tmp_path, core_objects, "-DSTUB_STATE_CYCLE", "-DKWS_STEP_STAGING_BYTES=1"))
+    assert re.match(r"ERROR step model: its state copies need 2 bytes of staging .*KWS_STEP_STAGING_BYTES is 1: "
+                    r"build with -DKWS_STEP_STAGING_BYTES=2 \(blink code 8\)$", first), first
+
+
+def test_sketch_without_step_model_data_says_what_to_copy(tmp_path):
+    stubs = _stub_dir(tmp_path)
+    # kws_settings.h has a step model, the data is missing
+    sketch = _sketch(tmp_path, **_session_sketch(step_data=False))
+    cpp = _ino_as_cpp(sketch, tmp_path)
+    inc = ["-I", str(stubs), "-I", str(sketch)]
+    r = subprocess.run(["g++", *FLAGS, "-fsyntax-only", *inc, str(cpp)], capture_output=True, text=True)
+    assert r.returncode != 0 and "model_step_data.h is missing" in r.stderr, r.stderr[-2000:]
+    ok = subprocess.run(["g++", *FLAGS, "-fsyntax-only", *inc, "-DKWS_WINDOWED_MODEL=1", str(cpp)],
+                        capture_output=True, text=True)
+    assert ok.returncode == 0, ok.stderr[-2000:]
+
+
+@pytest.mark.skipif(shutil.which("arm-none-eabi-g++") is None, reason="arm-none-eabi-g++ not installed")
+@pytest.mark.parametrize("model", ["step", "window"])
+def test_sketch_cross_compiles_for_cortex_m4(tmp_path, model):
+    """The sketch (with the DWT clock path) compiles as the board's gnu++14, -Wall -Wextra -Werror:
+    catches printf formats that differ on ARM (int32_t is long there)."""
+    stubs = _stub_dir(tmp_path)
+    sketch = _sketch(tmp_path, **_session_sketch())
+    r = subprocess.run(["arm-none-eabi-g++", "-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv4-sp-d16",
+                        "-std=gnu++14", "-Os", "-fno-exceptions", "-fno-rtti", "-Wall", "-Wextra", "-Werror",
+                        "-DSTUB_CMSIS", "-DSTUB_INPUT_SCALE=0.05f", "-I", str(stubs), "-I", str(sketch),
+                        *(["-DKWS_WINDOWED_MODEL=1"] if model == "window" else []),
+                        "-c", str(_ino_as_cpp(sketch, tmp_path)), "-o", str(tmp_path / "sketch.o")],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-4000:]

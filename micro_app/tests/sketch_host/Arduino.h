@@ -33,3 +33,14 @@ class StubSerial {
   size_t pos_ = 0;
 };
 extern StubSerial Serial;
+#ifdef STUB_CMSIS  // the Cortex-M4 cycle counter registers, for the DWT clock path (cross-compile only)
+struct StubDwt { volatile uint32_t CTRL, CYCCNT; };
+struct StubCoreDebug { volatile uint32_t DEMCR; };
+extern StubDwt g_stub_dwt;
+extern StubCoreDebug g_stub_core_debug;
+extern uint32_t SystemCoreClock;
+#define DWT (&g_stub_dwt)
+#define CoreDebug (&g_stub_core_debug)
+#define CoreDebug_DEMCR_TRCENA_Msk (1u << 24)
+#define DWT_CTRL_CYCCNTENA_Msk 1u
+#endif

@@ -1,4 +1,5 @@
-// setup(), then 1.5 s of silence, 0.6 s of a tone ("yes"), 2 s of silence through loop().
+// The board scenario (LED, boot, arena tests): setup(), then 1.5 s of silence,
+// 0.6 s of a tone ("yes"), 2 s of silence through loop().
 #include <math.h>
 #include "Arduino.h"
 #include "PDM.h"
