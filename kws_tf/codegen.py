@@ -222,6 +222,20 @@ static inline AppConfig SettingsAppConfig() {
   c.recognizer.silence_index = kSilenceIndex;
   c.recognizer.unknown_index = kUnknownIndex;
   c.step_delay_frames = kStepDelayFrames;  // used when model_input = ModelInput::kFrame
+  // Recogniser: the export's operating point (KWS_* macros above), else the core's
+  // defaults; -DKWS_DETECTION_THRESHOLD=... etc. at build time override either.
+#ifdef KWS_DETECTION_THRESHOLD
+  c.recognizer.detection_threshold = KWS_DETECTION_THRESHOLD;
+#endif
+#ifdef KWS_AVERAGE_WINDOW_MS
+  c.recognizer.average_window_ms = KWS_AVERAGE_WINDOW_MS;
+#endif
+#ifdef KWS_SUPPRESSION_MS
+  c.recognizer.suppression_ms = KWS_SUPPRESSION_MS;
+#endif
+#ifdef KWS_MINIMUM_COUNT
+  c.recognizer.minimum_count = KWS_MINIMUM_COUNT;
+#endif
   return c;
 }
 #endif  // KWS_KWS_APP_H_
@@ -256,8 +270,15 @@ def render_frontend_header(
     output_zero_point: int | None = None,
     output_is_logits: bool = True,
     step_model: dict | None = None,
+    recognizer: dict | None = None,
+    recognizer_note: str = "",
 ) -> str:
     """Text of `kws_settings.h` (namespace `kws`).
+
+    `recognizer`: the recogniser operating point the export chose (`kws_tf.operating_point`),
+    {"detection_threshold", "average_window_ms", "suppression_ms", "minimum_count"} (any
+    subset); written as `KWS_DETECTION_THRESHOLD` ... macros (each `#ifndef`, so a build's
+    `-D` wins) that `SettingsAppConfig()` applies. None: the core's defaults stay.
 
     `step_model`: the per-frame step model exported next to the windowed one
     (`model_step_data.h`, `g_step_model`), as {"delay_frames": int, "num_states": int,
@@ -356,11 +377,42 @@ def render_frontend_header(
         f"constexpr int kStepDelayFrames = {step['delay_frames']};\n",
         f"constexpr int kStepNumStates = {step['num_states']};\n",
         f"constexpr int kStepArenaBytes = {step['arena_bytes']};\n",
+        _recognizer_macros(recognizer, recognizer_note),
         _all_ops_macro(),
         _GLUE,
         "\n}  // namespace kws\n\n#endif  // KWS_SETTINGS_H_\n",
     ]
     return "".join(parts)
+
+
+RECOGNIZER_MACROS = {"detection_threshold": "KWS_DETECTION_THRESHOLD", "average_window_ms": "KWS_AVERAGE_WINDOW_MS",
+                     "suppression_ms": "KWS_SUPPRESSION_MS", "minimum_count": "KWS_MINIMUM_COUNT"}
+
+
+def _recognizer_macros(recognizer: dict | None, note: str = "") -> str:
+    """The recogniser settings block of kws_settings.h (see render_frontend_header)."""
+    head = ("\n// ---- recogniser operating point (kws_tf.operating_point via kws_tf.export);\n"
+            "// a build's -DKWS_DETECTION_THRESHOLD=... (etc.) overrides these.\n")
+    if not recognizer:
+        return head + "// (none chosen at export: the core's RecognizerConfig defaults apply)\n" \
+            "constexpr bool kHasRecognizerSettings = false;\n"
+    out = [head]
+    for line in str(note).splitlines():
+        out.append(f"// {line}\n")
+    unknown = sorted(set(recognizer) - set(RECOGNIZER_MACROS))
+    if unknown:
+        raise ValueError(f"unknown recogniser settings {unknown}; known: {sorted(RECOGNIZER_MACROS)}")
+    for key, macro in RECOGNIZER_MACROS.items():
+        if key not in recognizer:
+            continue
+        value = recognizer[key]
+        if isinstance(value, bool) or int(value) != value or int(value) < 0:
+            raise ValueError(f"recognizer[{key!r}] must be a non-negative integer, got {value!r}")
+        if key == "detection_threshold" and int(value) > 255:
+            raise ValueError(f"detection_threshold must be 0..255, got {value}")
+        out.append(f"#ifndef {macro}\n#define {macro} {int(value)}\n#endif\n")
+    out.append("constexpr bool kHasRecognizerSettings = true;\n")
+    return "".join(out)
 
 
 def _step_model_constants(step_model: dict | None) -> dict:

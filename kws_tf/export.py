@@ -128,6 +128,7 @@ def export_model(
     gate: str = DEFAULT_GATE,
     classifier: str = DEFAULT_CLASSIFIER,
     step_model: bool = True,
+    operating_point: dict | None = None,
     log=print,
 ) -> dict:
     """Export `model_dir` into `out_dir` (default `export/<basename>`); returns the report dict.
@@ -342,6 +343,15 @@ def export_model(
                 f"on this host; accuracy {100 * step_report['eval']['int8_accuracy']:.2f}% (clips in silence; "
                 f"windowed {100 * step_report['eval']['windowed_int8_accuracy']:.2f}%)")
 
+    # Recogniser operating point for a false-alarm target on validation streams (issue 9;
+    # kws_tf.operating_point.export_step; `operating_point`: its options, flags below).
+    from kws_tf import operating_point as op_lib
+
+    recognizer_report = op_lib.export_step(
+        step_bytes if step_bytes is not None else chosen_bytes, norm, labels.LABELS,
+        step_report["delay_frames"] if step_bytes is not None else None, {**run_config, "data": source},
+        operating_point, log=lambda m: log(f"      {m}"))
+
     # C++ and files
     step(steps, f"writing {out}")
     from kws_tf import codegen
@@ -356,7 +366,8 @@ def export_model(
         output_is_logits=True,
         step_model=None if step_bytes is None else {
             "delay_frames": step_report["delay_frames"], "num_states": step_report["num_states"],
-            "arena_bytes": step_report["arena_bytes_settings"]})
+            "arena_bytes": step_report["arena_bytes_settings"]},
+        recognizer=recognizer_report["settings"], recognizer_note=op_lib.header_note(recognizer_report))
     data_h, data_cc = codegen.render_model_data(chosen_bytes, name="g_model")
     files = {
         "model_int8.tflite": chosen_bytes,
@@ -427,6 +438,7 @@ def export_model(
         tmp.mkdir(parents=True)
         for name, blob in files.items():
             (tmp / name).write_bytes(blob)
+        report["recognizer"] = recognizer_report
         report["export_seconds"] = time.perf_counter() - t_start
         (tmp / "export_report.json").write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
         _check_out_dir(out, overwrite, OWNED_FILES)  # another process may have created it meanwhile
@@ -484,6 +496,14 @@ def define_flags():
                       "order) or on every gate frame before the average (same float function; the step model's "
                       "average then covers 12 class channels instead of 32 gate channels).")
     flags.DEFINE_bool("step_model", True, "Also write the per-frame step model (model_step_int8.tflite).")
+    flags.DEFINE_bool("operating_point", True, "Choose the recogniser settings for --target_fa_per_hour on a stream "
+                      "of the run's validation speakers (kws_tf.operating_point); off: the device defaults.")
+    flags.DEFINE_float("target_fa_per_hour", 2.0, "Operating point: false alarms per hour to stay under.")
+    flags.DEFINE_float("op_snr_db", 20.0, "Operating point: SNR of the validation stream's background noise.")
+    flags.DEFINE_float("op_minutes", 5.0, "Operating point: validation stream length (minutes).")
+    flags.DEFINE_integer("op_seed", 0, "Operating point: stream seed.")
+    for _name in ("detection_threshold", "average_window_ms", "suppression_ms", "minimum_count"):
+        flags.DEFINE_integer(_name, None, f"Recogniser {_name} written to kws_settings.h instead of the chosen one.")
     flags.DEFINE_string("selftest_clips", None, "Folder with the micro_speech test clips (yes_1000ms.wav, ...): "
                         "also write selftest_data.h/.cc for the board's `t` self-test.")
 
@@ -518,6 +538,10 @@ def main(argv):
                      qat_batch_size=FLAGS.qat_batch_size, per_channel_dense=FLAGS.per_channel_dense,
                      timing_repeats=FLAGS.timing_repeats, gate=FLAGS.gate, classifier=FLAGS.classifier,
                      step_model=FLAGS.step_model,
+                     operating_point={"enabled": FLAGS.operating_point, "target_fa_per_hour": FLAGS.target_fa_per_hour,
+                                      "snr_db": FLAGS.op_snr_db, "minutes": FLAGS.op_minutes, "seed": FLAGS.op_seed,
+                                      "overrides": {k: getattr(FLAGS, k) for k in ("detection_threshold",
+                                                    "average_window_ms", "suppression_ms", "minimum_count")}},
                      log=lambda m: print(m, flush=True))
         if FLAGS.selftest_clips:
             from kws_tf import selftest_data, simulate

@@ -351,3 +351,61 @@ def read_exported_settings(folder) -> dict | None:
     if not isinstance(rec, dict) or not isinstance(rec.get("settings"), dict):
         return None
     return {k: int(v) for k, v in rec["settings"].items() if k in SETTINGS}
+
+
+def model_from_bytes(model_bytes: bytes, normalization, labels, delay_frames: int | None = None):
+    """A `simulate.ExportedModel` for flatbuffer bytes not yet written to an export folder (the export
+    step): written with its constants to a temporary folder and loaded as the twin loads exports."""
+    import tempfile
+
+    from kws_tf import simulate
+
+    with tempfile.TemporaryDirectory(prefix="kws_op_") as tmp:
+        folder = pathlib.Path(tmp)
+        name = "model_step_int8.tflite" if delay_frames is not None else "model_int8.tflite"
+        (folder / name).write_bytes(model_bytes)
+        (folder / "normalization.json").write_text(json.dumps(normalization.to_dict()))
+        report = {"labels": list(labels)}
+        if delay_frames is not None:
+            report["step_model"] = {"delay_frames": int(delay_frames)}
+        (folder / "export_report.json").write_text(json.dumps(report))
+        return simulate.load_exported(folder / name)
+
+
+def export_step(model_bytes: bytes, normalization, labels, delay_frames: int | None, run_config: dict,
+                options: dict | None = None, log=print) -> dict:
+    """kws_tf.export's operating-point step on the model the board runs by default (the step model
+    when there is one). `options`: {"enabled" (True), "target_fa_per_hour" (2), "snr_db" (20),
+    "minutes" (5), "seed" (0), "overrides": {setting: value}} -> the report's "recognizer" entry:
+    {"source", "settings", "expected", "note", "stream", "overrides"}; user overrides win over the
+    calibrated (or default) values and are listed."""
+    from kws_tf import native
+
+    o = dict(options or {})
+    overrides = {k: int(v) for k, v in (o.get("overrides") or {}).items() if k in SETTINGS and v is not None}
+    if not o.get("enabled", True):
+        defaults = {k: v for k, v in native.recognizer_defaults().items() if k in SETTINGS}
+        out = {"source": "device_defaults", "settings": defaults, "expected": None,
+               "note": "operating point not calibrated (--nooperating_point)", "stream": None}
+    else:
+        model = model_from_bytes(model_bytes, normalization, labels, delay_frames)
+        out = calibrate(model, run_config, target_fa_per_hour=float(o.get("target_fa_per_hour",
+                                                                          DEFAULT_TARGET_FA_PER_HOUR)),
+                        snr_db=float(o.get("snr_db", 20.0)), minutes=float(o.get("minutes", 5.0)),
+                        seed=int(o.get("seed", 0)), data_dir=o.get("data_dir"), log=log)
+    if overrides:
+        out["settings"] = {**out["settings"], **overrides}
+        out["note"] = f"{out['note']}; overridden at export: {overrides} (the expected figures are for the chosen point)"
+        log(f"operating point: overridden at export: {overrides}")
+    out["overrides"] = overrides
+    return out
+
+
+def header_note(rec: dict) -> str:
+    """Comment lines for kws_settings.h describing where the recogniser settings come from."""
+    exp = rec.get("expected")
+    lines = [f"source: {rec.get('source')}; {rec.get('note', '')}"]
+    if exp:
+        lines.append(f"expected on that stream: hit rate {_pct(exp['hit_rate'])} at "
+                     f"{exp['false_alarms_per_hour']:.1f} false alarms/h (target {exp['target_fa_per_hour']:g}/h)")
+    return "\n".join(lines)

@@ -30,7 +30,9 @@ warm-up and skip the recogniser. `--model` may also name an export folder: its w
 The C++ side is `kws_app` (KwsApp::ProcessSamples) through `kws_tf.native.NativeApp`,
 the same code the board compiles; only the model runner is the Python TFLM binding.
 Defaults (inference period, recogniser settings) are read from the C++ core, not
-retyped. Timestamps are audio time since the start of the file, as on the board.
+retyped; recogniser settings an export chose for a false-alarm target
+(`export_report.json["recognizer"]`, `kws_tf.operating_point`) replace the core's,
+and the `--detection_threshold` ... flags override both. Timestamps are audio time since the start of the file, as on the board.
 
 Constants come from the export folder next to the model:
 - int8 input/output quantisation: from the flatbuffer, as the TFLM interpreter reports it;
@@ -95,6 +97,9 @@ class ExportedModel:
     kind: str = "window"  # "window": the 1 s window model; "frame": the per-frame step model
     step_delay_frames: int = 0  # step model: its look-ahead in frames
     num_states: int = 0  # step model: state tensors
+    # The recogniser settings the export chose (export_report.json["recognizer"]["settings"],
+    # kws_tf.operating_point); DeviceTwin uses them unless told otherwise. None: core defaults.
+    recognizer: dict | None = None
 
     @property
     def is_step(self) -> bool:
@@ -276,7 +281,16 @@ def load_exported(model_path) -> ExportedModel:
         output_is_logits=_output_op(model_bytes) != "SOFTMAX",
         labels=label_list, input_shape=runner.input_shape, normalization_source=norm_source,
         kind=kind, step_delay_frames=delay, num_states=num_states,
+        recognizer=_exported_recognizer(report),
     )
+
+
+def _exported_recognizer(report) -> dict | None:
+    rec = report.get("recognizer") if isinstance(report, dict) else None
+    settings = rec.get("settings") if isinstance(rec, dict) else None
+    if not isinstance(settings, dict):
+        return None
+    return {k: int(v) for k, v in settings.items() if k in RECOGNIZER_FLAGS and isinstance(v, (int, float))}
 
 
 # --------------------------------------------------------------------------- device defaults
@@ -315,7 +329,8 @@ class DeviceTwin:
     the core's default). Step model (`model.is_step`): the model runs on every frame
     (one `tflm.StepRunner.step` per 10 ms hop, its state reset with the app), as on the
     board; `period_frames` must be None or 1. `recognizer`: overrides of the C++
-    RecognizerConfig fields. `record_windows=True` keeps every int8 input fed to TFLM
+    RecognizerConfig fields, over the export's chosen settings (`model.recognizer`, from
+    export_report.json) when it has them, else over the core's defaults. `record_windows=True` keeps every int8 input fed to TFLM
     (the window, or the step model's frame) with the number of frames computed so far
     (`windows`, `window_frames`) for parity checks.
     """
@@ -347,7 +362,7 @@ class DeviceTwin:
             app_config.update(model_input="frame", step_delay_frames=model.step_delay_frames)
         elif period_frames is not None:
             app_config["inference_every_frames"] = int(period_frames)
-        rec = {k: int(v) for k, v in (recognizer or {}).items() if v is not None}
+        rec = {k: int(v) for k, v in {**(model.recognizer or {}), **(recognizer or {})}.items() if v is not None}
         try:
             self.app = native.NativeApp(
                 model.normalization, model.input_scale, model.input_zero_point,
@@ -463,10 +478,14 @@ def define_flags():
     flags.DEFINE_integer("period_frames", None, "Windowed model: run it every N 10 ms frames (default: the device "
                          "core's). The step model runs on every frame.")
     flags.DEFINE_integer("tail_ms", 1000, "Silence appended after the audio so a final keyword can complete.")
-    flags.DEFINE_integer("average_window_ms", None, "Recogniser averaging window (default: the device core's).")
-    flags.DEFINE_integer("detection_threshold", None, "Recogniser threshold 0..255 (default: the device core's).")
-    flags.DEFINE_integer("suppression_ms", None, "Recogniser: no new command within this long (default: core's).")
-    flags.DEFINE_integer("minimum_count", None, "Recogniser: results needed before deciding (default: core's).")
+    flags.DEFINE_integer("average_window_ms", None, "Recogniser averaging window (default: the export's "
+                         "operating point, else the device core's).")
+    flags.DEFINE_integer("detection_threshold", None, "Recogniser threshold 0..255 (default: the export's "
+                         "operating point, else the device core's).")
+    flags.DEFINE_integer("suppression_ms", None, "Recogniser: no new command within this long (default: the "
+                         "export's, else the core's).")
+    flags.DEFINE_integer("minimum_count", None, "Recogniser: results needed before deciding (default: the "
+                         "export's, else the core's).")
 
 
 def main(argv):
@@ -491,7 +510,10 @@ def main(argv):
             if model.is_step else f"{c['inferences']} inferences every {twin.period_frames} frames")
     print(f"# {len(detections)} detection(s) in {pcm.size / features.SAMPLE_RATE:.2f} s of audio; "
           f"{runs}; recogniser "
-          + " ".join(f"{k}={v}" for k, v in twin.recognizer_config.items() if k in RECOGNIZER_FLAGS),
+          + " ".join(f"{k}={v}" for k, v in twin.recognizer_config.items() if k in RECOGNIZER_FLAGS)
+          + (" (export's operating point" + (", flags override" if any(v is not None for v in rec.values()) else "")
+             + ")" if model.recognizer else " (device defaults)" if not any(v is not None for v in rec.values())
+             else ""),
           file=sys.stderr)
     if c["invoke_errors"]:
         raise SimulateError(f"{c['invoke_errors']} model invocations failed")
