@@ -337,6 +337,10 @@ def calibrate(model, run_config: dict, target_fa_per_hour: float = DEFAULT_TARGE
         f"suppression {op['suppression_ms']} ms: hit rate {_pct(op['hit_rate'])} at "
         f"{op['false_alarms_per_hour']:.1f} false alarms/h (target {target_fa_per_hour:g}; {note}; "
         f"device defaults: {_pct(default_point['hit_rate'])} at {default_point['false_alarms_per_hour']:.1f}/h)")
+    if not op["meets_target"]:
+        log(f"warning: no recogniser setting reaches {target_fa_per_hour:g} false alarms/h on this stream; the "
+            f"fewest false alarms cost hit rate ({_pct(op['hit_rate'])} vs {_pct(default_point['hit_rate'])} with "
+            "the device defaults): choose with --target_fa_per_hour, --detection_threshold or --nooperating_point")
     return {"source": "calibrated", "settings": settings_of(op), "expected": op, "device_defaults": default_point,
             "note": note, "stream": desc}
 
