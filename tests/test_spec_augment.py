@@ -59,18 +59,19 @@ def test_config_schema_bounds(key, value):
     assert any(f"augment.{key}" in p for p in config_lib.problems(cfg))
 
 
-def test_shipped_specaug_config_is_valid_and_differs_only_in_the_masks():
+@pytest.mark.parametrize("channels", [32, 16])
+def test_shipped_specaug_config_is_valid_and_differs_only_in_the_masks(channels):
     import json
     import pathlib
 
     from kws_tf import config as config_lib
 
     root = pathlib.Path(__file__).resolve().parent.parent / "configs"
-    spec = config_lib.load_config(root / "sparknet_c32_specaug.json")
-    paper = config_lib.load_config(channels=32)
+    spec = config_lib.load_config(root / f"sparknet_c{channels}_specaug.json")
+    paper = config_lib.load_config(channels=channels)
     assert config_lib.problems(spec) == []
     diff = {k for k in spec["augment"] if spec["augment"].get(k) != paper["augment"].get(k)}
     assert diff == {"spec_prob", "spec_time_masks", "spec_time_mask_frames", "spec_freq_masks",
                     "spec_freq_mask_coeffs"}
     assert {k: v for k, v in spec.items() if k != "augment"} == {k: v for k, v in paper.items() if k != "augment"}
-    json.loads((root / "sparknet_c32_specaug.json").read_text())
+    json.loads((root / f"sparknet_c{channels}_specaug.json").read_text())
