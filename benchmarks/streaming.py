@@ -248,7 +248,10 @@ def main():
                       "target_fa_per_hour": args.target_fa_per_hour, "grid": operating_point.DEFAULT_GRID,
                       "snr": curves}
         pathlib.Path(f"{prefix}.json").write_text(json.dumps(curve_json, indent=1) + "\n")
-        table = operating_point.markdown_table({k: {**v, "defaults": v["twin_settings"]} for k, v in curves.items()})
+        base = ("settings the twin ran (the export's operating point" + (" + flags)" if rec != exported else ")")
+                if exported else "device defaults" + (" + flags" if rec else ""))
+        table = operating_point.markdown_table({k: {**v, "defaults": v["twin_settings"]} for k, v in curves.items()},
+                                               base_label=base)
         pathlib.Path(f"{prefix}.md").write_text(table)
         operating_point.det_plot(curves, f"{prefix}.png", title=f"{name}{suffix}: {args.minutes:g} min per SNR")
         print(table)

@@ -241,8 +241,9 @@ def _s(x):
     return "-" if x is None else f"{x:.2f}"
 
 
-def markdown_table(curves: dict, max_rows: int = 14) -> str:
-    """`curves`: {"<dB>": {"operating_point": ..., "points": [...], "defaults": point}} -> Markdown."""
+def markdown_table(curves: dict, max_rows: int = 14, base_label: str = "device defaults") -> str:
+    """`curves`: {"<dB>": {"operating_point": ..., "points": [...], "defaults": point}} -> Markdown;
+    `base_label` names the "defaults" row (the settings the twin ran with)."""
     lines = ["| SNR | threshold | window ms | suppression ms | hit rate | false alarms / h | delay median / p95 s | |",
              "|---|---|---|---|---|---|---|---|"]
     for snr, c in curves.items():
@@ -251,7 +252,7 @@ def markdown_table(curves: dict, max_rows: int = 14) -> str:
             idx = np.unique(np.linspace(0, len(rows) - 1, max_rows).round().astype(int))
             rows = [rows[i] for i in idx]
         op = c["operating_point"]
-        extra = [("device defaults", c.get("defaults")), ("**operating point**", op)]
+        extra = [(base_label, c.get("defaults")), ("**operating point**", op)]
         for p, note in [(r, "") for r in rows] + [(p, n) for n, p in extra if p]:
             lines.append(f"| {snr} dB | {p['detection_threshold']} | {p['average_window_ms']} | {p['suppression_ms']} | "
                          f"{_pct(p['hit_rate'])} | {p['false_alarms_per_hour']:.1f} | "
