@@ -55,6 +55,7 @@ def _check_stream(step, windowed_bytes: bytes, frames: np.ndarray) -> dict:
     probe = step_graph.derive_step_model(windowed_bytes, expose_gate=True)
     runner = tflm.StepRunner(probe.model_bytes)
     ref = ReferenceStepRunner(probe.model_bytes, len(probe.states))
+    shipped = tflm.StepRunner(step.model_bytes)  # the same graph without the probe output
     gates, step_scores = [], []
     for n, f in enumerate(frames):
         scores, gate = runner.step_all(f)
@@ -63,6 +64,9 @@ def _check_stream(step, windowed_bytes: bytes, frames: np.ndarray) -> dict:
         tflm_all = [scores] + list(runner.state) + [gate]
         if any(not np.array_equal(a.reshape(-1), b.reshape(-1)) for a, b in zip(tflm_all, want)):
             raise ExportError(f"step model: TFLM output differs from the TFLite reference kernels at hop {n}")
+        if not (np.array_equal(shipped.step(f), scores)
+                and all(np.array_equal(a, b) for a, b in zip(shipped.state, runner.state))):
+            raise ExportError(f"step model: differs from its gate probe at hop {n} (a bug in kws_tf.step_graph)")
         gates.append(gate.reshape(-1))
     gates = np.stack(gates)  # hop n holds gate frame n - gate_delay_frames of the stream
     T, G, R = step.window_frames, probe.gate_delay_frames, probe.receptive_frames
