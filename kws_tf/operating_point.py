@@ -40,8 +40,8 @@ import pathlib
 import numpy as np
 
 from kws_tf import features, labels as labels_lib
+from kws_tf.exported_model import RECOGNIZER_SETTINGS as SETTINGS  # the recogniser settings export may choose
 
-SETTINGS = ("detection_threshold", "average_window_ms", "suppression_ms", "minimum_count")
 MAX_RESULTS = 64  # Recognizer::kMaxResults (micro_app/src/recognizer.h)
 DEFAULT_TARGET_FA_PER_HOUR = 2.0
 
