@@ -42,7 +42,6 @@ import numpy as np
 from kws_tf import features, labels as labels_lib
 from kws_tf.exported_model import RECOGNIZER_SETTINGS as SETTINGS  # the recogniser settings export may choose
 
-MAX_RESULTS = 64  # Recognizer::kMaxResults (micro_app/src/recognizer.h)
 DEFAULT_TARGET_FA_PER_HOUR = 2.0
 
 # The sweep: thresholds from 100 in steps of 5, every one from 240 (confident models saturate), four averaging windows
