@@ -109,9 +109,9 @@ def min_arena_bytes(model_bytes: bytes, hi: int = 1 << 16, max_bytes: int = 8 <<
 def load_keras(model_dir: pathlib.Path):
     import tf_keras as keras
 
-    from kws_tf import model as model_lib
+    from kws_tf import models
 
-    return keras.models.load_model(model_dir / "model.keras", custom_objects=model_lib.custom_objects(), compile=False)
+    return keras.models.load_model(model_dir / "model.keras", custom_objects=models.custom_objects(), compile=False)
 
 
 def measure(entries: list[dict], dataset, seed: int, rounds: int = 7, per_round: int = 10) -> None:
@@ -126,10 +126,10 @@ def measure(entries: list[dict], dataset, seed: int, rounds: int = 7, per_round:
         y_val = dataset.validation.labels
     for e in entries:
         if "spec" in e:  # --structure_only: untrained weights, calibrated on N(0, 1) features
-            from kws_tf import model as model_lib
+            from kws_tf import model as model_lib, models
 
             name, c = e["spec"]
-            net = model_lib.build_model(name, c)
+            net = models.build_model(name, c)
             calib = np.random.default_rng(seed).standard_normal((N_CALIBRATION // 4, 1, 101, 32)).astype(np.float32)
             model_bytes = tflite_tools.convert_int8(tflite_tools.deploy_model(net), calib)
             info = tflite_tools.inspect_model(model_bytes)

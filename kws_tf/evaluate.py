@@ -215,7 +215,7 @@ def gate_analysis(predictor: Predictor, audio_set, n: int, out_dir, log=print) -
 
     Open means g > 0 (the gate passes anything), the measure train's report uses.
     """
-    from kws_tf import model as model_lib
+    from kws_tf.models import sparknet
     from kws_tf import plots
 
     if predictor.keras_model is None:
@@ -224,7 +224,7 @@ def gate_analysis(predictor: Predictor, audio_set, n: int, out_dir, log=print) -
     out_dir = pathlib.Path(out_dir)
     x = predictor.features(audio_set)
     try:
-        gate_net = model_lib.gate_model(predictor.keras_model)
+        gate_net = sparknet.gate_model(predictor.keras_model)
     except ValueError:
         raise EvalError(f"{predictor.model_path} has no gate layer (only SparkNet models have a gate mask)") from None
     gates = np.asarray(gate_net.predict(x, batch_size=256, verbose=0))

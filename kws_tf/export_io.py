@@ -73,9 +73,9 @@ def load_trained(model_dir) -> TrainedModel:
         else:
             import tf_keras as keras
 
-            from kws_tf import model as model_lib
+            from kws_tf import models
 
-            loaded = keras.models.load_model(str(weights_file), custom_objects=model_lib.custom_objects(),
+            loaded = keras.models.load_model(str(weights_file), custom_objects=models.custom_objects(),
                                              compile=False)
             net.set_weights(loaded.get_weights())
     except Exception as e:

@@ -249,10 +249,10 @@ def load_predictor(model, runtime: str | None = None, normalization: str | None 
     if runtime == "keras":
         import tf_keras as keras
 
-        from kws_tf import model as model_lib
+        from kws_tf import models
 
         try:
-            net = keras.models.load_model(str(path), custom_objects=model_lib.custom_objects(), compile=False)
+            net = keras.models.load_model(str(path), custom_objects=models.custom_objects(), compile=False)
         except Exception as e:
             msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise EvalError(f"{path}: not a loadable Keras model ({msg})") from None

@@ -131,10 +131,10 @@ def _load_data(run_config: dict, log):
 def _build(run_config: dict, total_steps: int):
     import tf_keras as keras
 
-    from kws_tf import model as model_lib
+    from kws_tf import models
     from kws_tf.schedules import PolyHoldDecay
 
-    net = model_lib.build_model(
+    net = models.build_model(
         run_config["model"], run_config["channels"], sigma=run_config["gate"]["sigma"],
         lam=run_config["gate"]["lam"], weight_decay=run_config["optimizer"]["weight_decay"],
         seed=run_config["seed"], time_average=run_config.get("time_average", "full"))
@@ -218,6 +218,7 @@ def write_report(net, dataset, normalization, model_dir: pathlib.Path, extra: di
 
     from kws_tf import data, metrics
     from kws_tf import model as model_lib
+    from kws_tf.models import sparknet
     from kws_tf.fsutil import atomic_write_json
 
     def predict(audio_set):
@@ -233,7 +234,7 @@ def write_report(net, dataset, normalization, model_dir: pathlib.Path, extra: di
     main = test or val
     gate_x = xv if xv is not None else data.clean_features(dataset.train.subset(np.arange(min(500, len(dataset.train)))), normalization)
     has_gate = any(layer.name == "gate" for layer in net.layers)  # baselines have none
-    gates = model_lib.gate_model(net).predict(gate_x, batch_size=batch_size, verbose=0) if has_gate else None
+    gates = sparknet.gate_model(net).predict(gate_x, batch_size=batch_size, verbose=0) if has_gate else None
     report = {
         "model": net.name,
         "params": model_lib.count_params(net),

@@ -1,4 +1,4 @@
-"""Baselines (kws_tf/baselines.py): sizes, the --model/--C config path, one training epoch,
+"""Baselines (kws_tf/models/dscnn.py, bcresnet.py): sizes, the --model/--C config path, one training epoch,
 full-int8 conversion run in the real TFLite Micro interpreter."""
 
 import json
@@ -30,9 +30,9 @@ DSCNN_PARAMS, DSCNN_MACS = 23_756, 17_339_136
 BCRESNET1_PARAMS, BCRESNET1_PAPER_PARAMS = 7_660, 9_232
 
 def _sizes(name, channels):
-    from kws_tf import model as model_lib
+    from kws_tf import model as model_lib, models
 
-    net = model_lib.build_model(name, channels, sigma=0.5, lam=1.0, weight_decay=1e-3, seed=0)
+    net = models.build_model(name, channels, sigma=0.5, lam=1.0, weight_decay=1e-3, seed=0)
     return net, model_lib.count_params(net), model_lib.count_macs(net)
 
 
@@ -91,10 +91,10 @@ def test_dscnn_trains_one_epoch(synth_folder, tmp_path):
 def test_full_int8_runs_in_tflm(name, channels):
     """The export's own path: deploy graph, full-int8 conversion, its checks, and TFLM
     output equal to the TFLite reference kernels bit for bit (what export requires)."""
-    from kws_tf import model as model_lib
+    from kws_tf import models
     from kws_tf import tflite_tools, tflm
 
-    net = model_lib.build_model(name, channels)
+    net = models.build_model(name, channels)
     rep = np.random.default_rng(0).standard_normal((8, 1, 101, 32)).astype(np.float32)
     data = tflite_tools.convert_int8(tflite_tools.deploy_model(net), rep)
     info = tflite_tools.inspect_model(data)

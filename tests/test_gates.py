@@ -7,7 +7,7 @@ import pytest
 import tensorflow as tf
 import tf_keras as keras
 
-from kws_tf import model as model_lib
+from kws_tf.models import sparknet
 from kws_tf.gates import RelaxedBernoulliGate
 
 
@@ -64,7 +64,7 @@ def test_sparsity_loss_equals_formula():
 
 
 def test_save_and_load_give_identical_outputs(tmp_path):
-    net = model_lib.build_sparknet(4, sigma=0.3, lam=0.5, seed=7)
+    net = sparknet.build_sparknet(4, sigma=0.3, lam=0.5, seed=7)
     x = np.random.default_rng(1).normal(size=(3, 1, 101, 32)).astype(np.float32)
     net(x, training=True)  # move BN stats and the noise counter away from their initial values
     path = tmp_path / "m.keras"

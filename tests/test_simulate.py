@@ -48,11 +48,11 @@ def export_for_twin(model_dir, data_dir, out_dir) -> pathlib.Path:
 
     import tf_keras as keras
 
-    from kws_tf import model as model_lib, tflite_tools
+    from kws_tf import models, tflite_tools
     from kws_tf.audio_io import read_wav
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    net = keras.models.load_model(pathlib.Path(model_dir) / "model.keras", custom_objects=model_lib.custom_objects(),
+    net = keras.models.load_model(pathlib.Path(model_dir) / "model.keras", custom_objects=models.custom_objects(),
                                   compile=False)
     norm = features.Normalization.from_dict(json.loads((pathlib.Path(model_dir) / "normalization.json").read_text()))
     wavs = sorted(p for p in pathlib.Path(data_dir).glob("*/*.wav") if p.parent.name != labels.BACKGROUND_NOISE_DIR)

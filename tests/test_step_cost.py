@@ -40,11 +40,11 @@ def tiny(tmp_path_factory):
     """Windowed and step int8 flatbuffers of SparkNet C=8 (random weights and BN stats, tanh gate)."""
     import tf_keras as keras
 
-    from kws_tf import model as model_lib
+    from kws_tf.models import sparknet
     from kws_tf import step_graph, tflite_tools
 
     rng = np.random.default_rng(0)
-    net = model_lib.build_sparknet(C)
+    net = sparknet.build_sparknet(C)
     for layer in net.layers:
         if isinstance(layer, keras.layers.BatchNormalization):
             gamma, beta, mean, var = layer.get_weights()

@@ -286,12 +286,13 @@ def interior_export(synth_folder, tmp_path_factory):
 
 def test_interior_average_has_the_papers_parameters():
     from kws_tf import model as model_lib
+    from kws_tf.models import sparknet
 
-    full, interior = model_lib.build_sparknet(32), model_lib.build_sparknet(32, time_average="interior")
+    full, interior = sparknet.build_sparknet(32), sparknet.build_sparknet(32, time_average="interior")
     assert model_lib.count_params(interior) == model_lib.count_params(full) == 11_500
-    assert interior.get_layer("interior").output.shape[2] == 101 - 2 * model_lib.RECEPTIVE_HALF_WIDTH == 31
+    assert interior.get_layer("interior").output.shape[2] == 101 - 2 * sparknet.RECEPTIVE_HALF_WIDTH == 31
     with pytest.raises(ValueError, match="time_average"):
-        model_lib.build_sparknet(8, time_average="centre")
+        sparknet.build_sparknet(8, time_average="centre")
 
 
 def test_interior_step_model_equals_the_windowed_model_with_no_delay(interior_export):

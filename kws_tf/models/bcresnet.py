@@ -1,26 +1,8 @@
-"""Baseline keyword-spotting networks on kws_tf's front-end: DS-CNN and BC-ResNet.
+"""BC-ResNet (Kim et al., Interspeech 2021) on kws_tf's front-end.
 
-Both take the same input as SparkNet, `(1, T, 32)` (height 1, T = 101 frames, the 32
-MFCC coefficients as channels), and reshape it (a RESHAPE op, no transpose: the memory
-order is the same) into a one-channel image `(T, 32, 1)` = (time, frequency). In this
-image the time axis is the height and the frequency axis the width, so a paper kernel
-written "frequency x time" appears here as "time x frequency".
-
-`build_dscnn(channels=64)` -- the MLPerf Tiny KWS reference DS-CNN (Zhang et al. 2017,
-"Hello Edge", small DS-CNN; structure read from MLPerf Tiny's `kws_ref_model.tflite`):
-conv 10x4 stride 2 ("same", with bias) -> BN -> ReLU -> dropout 0.2, then 4 depthwise-
-separable blocks (depthwise 3x3 + BN + ReLU, pointwise 1x1 + BN + ReLU), dropout 0.4,
-average pool over the whole map, dense 12. `channels` is the filter count (64 in the
-reference). Departures from the reference:
-  - input: our 101 frames x 32 MFCC (25 ms window, 10 ms hop, 32 mel bands) instead of
-    MLPerf's 49 frames x 10 MFCC (40 ms window, 20 ms hop). The parameters are the
-    same (no layer's weights depend on the map size), but the map after the stride-2
-    conv is 51 x 16 instead of 25 x 5, so the MACs are 6.5x the reference's
-    (~17.3 M instead of ~2.7 M per 1 s window);
-  - BN momentum 0.9 (Keras default 0.99) because our runs are short; weight decay as
-    an L2 penalty on all kernels, biases and BN parameters (the reference: kernels
-    only) with the config's strength; SGD with the project's schedule (the reference:
-    Adam).
+Input `(1, T, F)` reshaped (a RESHAPE op, no transpose: same memory order) into a one-channel
+image `(T, F, 1)` = (time, frequency); a paper kernel written "frequency x time" appears
+here as "time x frequency".
 
 `build_bcresnet(channels=8)` -- BC-ResNet-tau (Kim et al., Interspeech 2021, "Broadcasted
 Residual Learning for Efficient Keyword Spotting") with base width `channels` = 8 tau
@@ -51,13 +33,10 @@ Departures from the paper:
   BC-ResNet-1 here: 7,660 trainable parameters (paper: 9,232 = 7,660 + 1,472 + 100).
   `activation="relu"` replaces swish (LOGISTIC + MUL in int8) if a target lacks LOGISTIC.
 
-Both graphs use only Keras layers that the converter maps to TFLM int8 kernels
-(RESHAPE, CONV_2D, DEPTHWISE_CONV_2D, ADD, AVERAGE_POOL_2D, FULLY_CONNECTED; BC-ResNet
-with swish also LOGISTIC and MUL); no MEAN (the averages are AveragePooling2D), no
+The graph uses only Keras layers that the converter maps to TFLM int8 kernels
+(RESHAPE, CONV_2D, DEPTHWISE_CONV_2D, ADD, AVERAGE_POOL_2D, FULLY_CONNECTED; with
+swish also LOGISTIC and MUL); no MEAN (the averages are AveragePooling2D), no
 custom layers, so `model.keras` reloads without custom objects.
-
-This module imports nothing from `kws_tf.model` at load time (model.py imports it to
-register the builders in `MODEL_BUILDERS`).
 """
 
 from __future__ import annotations
@@ -65,61 +44,10 @@ from __future__ import annotations
 import tf_keras as keras
 
 from kws_tf import features, labels
+from kws_tf.models.common import image_input, l2
 
-DSCNN_BLOCKS = 4
 BCRESNET_BLOCKS = (2, 2, 4, 4)  # blocks per stage
 BCRESNET_STRIDE_STAGES = (1, 2)  # stages whose first block halves the frequency axis
-
-
-def _l2(weight_decay: float):
-    from kws_tf.model import _l2 as model_l2  # the one convention (PyTorch SGD weight decay)
-
-    return model_l2(weight_decay)
-
-
-def _image(num_frames: int, num_coeffs: int):
-    """Input `(1, T, F)` and its `(T, F, 1)` image (a reshape: same memory order)."""
-    inputs = keras.Input(shape=(1, num_frames, num_coeffs), name="mfcc")
-    x = keras.layers.Reshape((num_frames, num_coeffs, 1), name="to_image")(inputs)
-    return inputs, x
-
-
-def build_dscnn(
-    channels: int = 64,
-    num_frames: int = features.NUM_FRAMES,
-    num_coeffs: int = features.NUM_MFCC,
-    num_classes: int = labels.NUM_CLASSES,
-    weight_decay: float = 0.0,
-    seed: int = 0,
-    name: str | None = None,
-    **unused,  # sigma, lam: SparkNet's gate settings, which the training code passes to every model
-) -> keras.Model:
-    """MLPerf Tiny's DS-CNN with `channels` filters; outputs logits `[batch, num_classes]`."""
-    if channels < 1:
-        raise ValueError(f"channels must be positive, got {channels}")
-    reg = _l2(weight_decay)
-    bn = dict(momentum=0.9, epsilon=1e-3, beta_regularizer=reg, gamma_regularizer=reg)
-    inputs, x = _image(num_frames, num_coeffs)
-    x = keras.layers.Conv2D(channels, (10, 4), strides=(2, 2), padding="same", kernel_regularizer=reg,
-                            bias_regularizer=reg, name="conv1")(x)
-    x = keras.layers.BatchNormalization(name="conv1_bn", **bn)(x)
-    x = keras.layers.ReLU(name="conv1_relu")(x)
-    x = keras.layers.Dropout(0.2, seed=seed, name="conv1_dropout")(x)
-    for i in range(1, DSCNN_BLOCKS + 1):
-        x = keras.layers.DepthwiseConv2D((3, 3), padding="same", depthwise_regularizer=reg, bias_regularizer=reg,
-                                         name=f"ds{i}_depthwise")(x)
-        x = keras.layers.BatchNormalization(name=f"ds{i}_dw_bn", **bn)(x)
-        x = keras.layers.ReLU(name=f"ds{i}_dw_relu")(x)
-        x = keras.layers.Conv2D(channels, 1, padding="same", kernel_regularizer=reg, bias_regularizer=reg,
-                                name=f"ds{i}_pointwise")(x)
-        x = keras.layers.BatchNormalization(name=f"ds{i}_pw_bn", **bn)(x)
-        x = keras.layers.ReLU(name=f"ds{i}_pw_relu")(x)
-    x = keras.layers.Dropout(0.4, seed=seed + 1, name="final_dropout")(x)
-    h, w = x.shape[1], x.shape[2]
-    x = keras.layers.AveragePooling2D((h, w), name="avg_pool")(x)
-    x = keras.layers.Flatten(name="flatten")(x)
-    logits = keras.layers.Dense(num_classes, kernel_regularizer=reg, bias_regularizer=reg, name="classifier")(x)
-    return keras.Model(inputs, logits, name=name or f"dscnn_c{channels}")
 
 
 def bcresnet_widths(channels: int) -> list[int]:
@@ -145,13 +73,13 @@ def build_bcresnet(
         raise ValueError(f"channels must be positive, got {channels}")
     if activation not in ("swish", "relu"):
         raise ValueError(f"activation must be 'swish' or 'relu', got {activation!r}")
-    reg = _l2(weight_decay)
+    reg = l2(weight_decay)
     conv = dict(use_bias=False, kernel_regularizer=reg)
     dwconv = dict(use_bias=False, depthwise_regularizer=reg)
     bn = dict(momentum=0.9, epsilon=1e-5, beta_regularizer=reg, gamma_regularizer=reg)
     widths = bcresnet_widths(channels)
 
-    inputs, x = _image(num_frames, num_coeffs)
+    inputs, x = image_input(num_frames, num_coeffs)
     x = keras.layers.Conv2D(widths[0], 5, strides=(1, 2), padding="same", name="stem_conv", **conv)(x)
     x = keras.layers.BatchNormalization(name="stem_bn", **bn)(x)
     x = keras.layers.ReLU(name="stem_relu")(x)
@@ -202,6 +130,3 @@ def build_bcresnet(
     x = keras.layers.Flatten(name="flatten")(x)
     logits = keras.layers.Dense(num_classes, kernel_regularizer=reg, bias_regularizer=reg, name="classifier")(x)
     return keras.Model(inputs, logits, name=name or f"bcresnet_c{channels}")
-
-
-BUILDERS = {"dscnn": build_dscnn, "bcresnet": build_bcresnet}
