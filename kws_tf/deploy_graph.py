@@ -21,6 +21,10 @@ whose output the TFLite reference kernels reproduce bit for bit:
   FULLY_CONNECTED rounds some outputs one step away from the TFLite reference
   kernel (per-tensor and per-channel alike), its CONV_2D matches bit for bit.
 
+A custom layer with a `deployed(x)` method is replaced by what that method builds (plain
+layers computing its inference function): that is how model-specific layers reach the
+converter without this module knowing them.
+
 Options: the gate (`gate="secant"`: `kws_tf.gates.secant_gate` folded into the head
 convolution) and the classifier order (`classifier="per_frame"`); see `deploy_model`.
 """
@@ -223,6 +227,12 @@ def deploy_model(model, fold_batchnorm: bool = True, gate: str = "tanh", classif
             continue
         if isinstance(layer, conv_types):
             add_conv(layer, x, layer.output, layer.get_weights())
+            continue
+        if hasattr(layer, "deployed"):
+            # A custom layer that knows its inference form in plain layers (e.g. SubSpectral Norm
+            # as a per-channel affine, sinc filters as an ordinary convolution): `deployed(x)`
+            # applies those layers, weights set, to the new tensor and returns the output.
+            tensors[id(layer.output)] = layer.deployed(x)
             continue
         if (gate == "secant" and isinstance(layer, keras.layers.Activation)
                 and keras.activations.serialize(layer.activation) == "tanh" and id(layer.output) in gate_inputs):
