@@ -106,8 +106,17 @@ SCHEMA = {
         "spec_freq_masks": Field("int", 0, 10, required=False),
         "spec_freq_mask_coeffs": Field("int", 0, 32, required=False),
     },
+    # weight pruning during training (kws_tf.pruning); the whole block is optional
+    "prune": {
+        "target_sparsity": Field("number", 0.0, 1.0, hi_open=True),
+        "begin_fraction": _prob(),
+        "end_fraction": _prob(),
+        "frequency": Field("int", 1, 1_000_000),
+    },
 }
-REQUIRED = tuple(k for k, f in SCHEMA.items() if not isinstance(f, Field) or f.required)
+OPTIONAL_SECTIONS = ("prune",)
+REQUIRED = tuple(k for k, f in SCHEMA.items()
+                 if (not isinstance(f, Field) and k not in OPTIONAL_SECTIONS) or (isinstance(f, Field) and f.required))
 
 
 def strip_comments(cfg):
@@ -143,7 +152,7 @@ def problems(cfg, extra_keys=()) -> list[str]:
                 out.append(f"unknown key {prefix}{k} (known here: {', '.join(schema)})")
         for k, sub in schema.items():
             if k not in node:
-                if isinstance(sub, dict) or sub.required:
+                if (isinstance(sub, dict) and f"{prefix}{k}" not in OPTIONAL_SECTIONS) or getattr(sub, "required", False):
                     out.append(f"missing key {prefix}{k}")
                 continue
             if isinstance(sub, dict):
@@ -166,6 +175,10 @@ def problems(cfg, extra_keys=()) -> list[str]:
     for lo, hi in (("white_noise_db_min", "white_noise_db_max"), ("background_snr_db_min", "background_snr_db_max")):
         if aug[lo] > aug[hi]:
             out.append(f"augment.{lo} must be <= augment.{hi} (got {aug[lo]} > {aug[hi]})")
+    prune = cfg.get("prune")
+    if prune and prune["begin_fraction"] >= prune["end_fraction"]:
+        out.append("prune.begin_fraction must be < prune.end_fraction "
+                   f"(got {prune['begin_fraction']} >= {prune['end_fraction']})")
     return out
 
 
