@@ -345,27 +345,43 @@ def load_tfds(tfds_data_dir: str | None = None, download: bool = True, log=print
 # --------------------------------------------------------------------------- pipeline
 
 def clean_features(audio_set: AudioSet, normalization: features.Normalization | None = None,
-                   batch_size: int = 256) -> np.ndarray:
-    """MFCC `[N, 1, T, 32]` of un-augmented clips (optionally normalised), computed in batches."""
+                   batch_size: int = 256, frontend: str | None = None) -> np.ndarray:
+    """Front-end features `[N, 1, steps, dim]` of un-augmented clips (optionally normalised), in batches.
+
+    The front-end (`kws_tf.frontends`) is `frontend`, else the normalisation's, else MFCC.
+    """
     import tensorflow as tf
 
+    from kws_tf import frontends
+
+    name = frontend or (normalization.frontend if normalization is not None else "mfcc")
+    if normalization is not None:
+        normalization.require(name)
+    fe = frontends.get(name)
     out = []
     for start in range(0, len(audio_set), batch_size):
         pcm = audio_set.audio[start:start + batch_size]
-        x = features.mfcc_tf(tf.constant(pcm, tf.float32) * features.PCM_SCALE)
-        if normalization is not None:
+        x = fe.tf(tf.constant(pcm, tf.float32) * features.PCM_SCALE)
+        if normalization is not None and fe.normalized:
             x = normalization.apply_tf(x)
         out.append(x.numpy()[:, None])
     if not out:
-        return np.zeros((0, 1, features.NUM_FRAMES, features.NUM_MFCC), np.float32)
+        return np.zeros((0,) + fe.input_shape, np.float32)
     return np.concatenate(out)
 
 
-def compute_normalization(train: AudioSet, max_clips: int = 4000, seed: int = 0) -> features.Normalization:
-    """Per-coefficient statistics from clean training features (a fixed random subset)."""
+def compute_normalization(train: AudioSet, max_clips: int = 4000, seed: int = 0,
+                          frontend: str = "mfcc") -> features.Normalization:
+    """Per-coefficient statistics from clean training features (a fixed random subset);
+    identity statistics for a front-end that is not normalised (`FrontEnd.normalized`)."""
+    from kws_tf import frontends
+
+    if not frontends.get(frontend).normalized:
+        return features.Normalization.identity(frontend)
     rng = np.random.default_rng(seed)
     idx = rng.permutation(len(train))[:max_clips]
-    return features.Normalization.from_features(clean_features(train.subset(np.sort(idx))))
+    return features.Normalization.from_features(clean_features(train.subset(np.sort(idx)), frontend=frontend),
+                                                frontend=frontend)
 
 
 def eval_dataset(audio_set: AudioSet, normalization: features.Normalization, batch_size: int):
@@ -408,14 +424,20 @@ def train_dataset(
         tf.TensorSpec((None,), tf.int32),
         tf.TensorSpec((2,), tf.int64),
     )
+    from kws_tf import frontends
+
     noise_pool = augment.noise_pool(noise)
+    fe = frontends.get(normalization.frontend)
     mean, inv_std = normalization.mean_f32(), normalization.inv_std_f32()
 
     def to_features(pcm, y, batch_seed):
         wave = tf.cast(pcm, tf.float32) * features.PCM_SCALE
         wave = augment.augment_batch(wave, batch_seed, aug, noise_pool)
-        x = (features.mfcc_tf(wave) - mean) * inv_std
-        x = augment.spec_augment(x, batch_seed, aug)
+        x = fe.tf(wave)
+        if fe.normalized:
+            x = (x - mean) * inv_std
+        if fe.spec_augment:
+            x = augment.spec_augment(x, batch_seed, aug)
         return x[:, None], y
 
     ds = tf.data.Dataset.from_generator(batches, output_signature=sig)

@@ -121,7 +121,8 @@ def evaluate_clips(predictor: Predictor, audio_set) -> dict:
 
 def _describe(predictor: Predictor) -> dict:
     d = {"runtime": predictor.runtime, "precision": predictor.precision, "model": predictor.model_path,
-         "normalization_source": predictor.normalization_source, "frontend": predictor.frontend}
+         "normalization_source": predictor.normalization_source, "frontend": predictor.frontend,
+         "features": predictor.normalization.frontend}
     if predictor.runtime == "tflite":
         d["kernels"] = "reference" if predictor.reference_kernels else "optimized"
     if predictor.input_quant is not None:

@@ -53,6 +53,7 @@ import pathlib
 import shutil
 import sys
 import time
+import zlib
 
 import numpy as np
 
@@ -101,6 +102,15 @@ def _step_scores(step_obj, audio, norm, in_q, out_q) -> np.ndarray:
     raw = step_clips.step_scores(step_obj.model_bytes, audio, norm, in_q[0], in_q[1], step_obj.delay_frames,
                                  context="silence")
     return features.dequantize_np(raw, *out_q)
+
+
+def _check_fixed_input_quant(fe, in_q, what: str) -> None:
+    """A front-end with a fixed int8 input (the waveform's int16 -> int8) must have got exactly it."""
+    if fe.fixed_input_quant is None:
+        return
+    want = (float(fe.fixed_input_quant[0]), int(fe.fixed_input_quant[1]))
+    if (float(in_q[0]), int(in_q[1])) != want:
+        raise ExportError(f"{what}: input quantisation {in_q} is not the {fe.name} front-end's fixed {want}")
 
 
 def _sha256(data: bytes) -> str:
@@ -177,6 +187,14 @@ def export_model(
     step(1, f"loading {model_dir}")
     trained = load_trained(model_dir)
     net, run_config, norm = trained.net, trained.run_config, trained.normalization
+    from kws_tf import frontends
+
+    fe = frontends.get(norm.frontend)  # load_trained checked it is the model's (models.get(...).frontend)
+    if tuple(net.input_shape[1:]) != fe.input_shape:
+        raise ExportError(f"{net.name} takes input {tuple(net.input_shape[1:])}, but its front-end "
+                          f"{frontends.shape_summary(fe)} gives {fe.input_shape}")
+    no_stream = (None if fe.streams else
+                 f"the {fe.name} front-end has no C++ implementation in micro_app (only mfcc streams)")
 
     # 2. data and features
     from kws_tf import data as data_lib
@@ -201,6 +219,7 @@ def export_model(
     cal_idx = calibration_indices(len(dataset.train), calibration_samples, int(run_config.get("seed", 0)))
     log(f"      features: {len(cal_idx)} calibration clips (train), {len(eval_set)} evaluation clips ({eval_split})")
     x_cal = device_features(dataset.train.audio[cal_idx], norm)
+    x_rep = fe.calibration_inputs(x_cal)  # what the converter calibrates on (fixed input quantisation)
     x_eval, y_eval = device_features(eval_set.audio, norm), np.asarray(eval_set.labels)
 
     # 3. deploy graph + float flatbuffer
@@ -240,10 +259,11 @@ def export_model(
     # 4. PTQ int8
     step(4, f"int8 conversion (post-training, calibrated on {len(x_cal)} clips) and checks")
     try:
-        ptq_bytes = _gate_form(tflite_tools.convert_int8(deploy, x_cal, per_channel_dense=per_channel_dense), gate)
+        ptq_bytes = _gate_form(tflite_tools.convert_int8(deploy, x_rep, per_channel_dense=per_channel_dense), gate)
     except tflite_tools.ConversionError as e:
         raise ExportError(str(e)) from None
     info, in_q, out_q = verify_int8(ptq_bytes, x_cal, micro_ops, per_channel_dense, "PTQ int8 model")
+    _check_fixed_input_quant(fe, in_q, "PTQ int8 model")
     ptq_pred = _int8_scores(ptq_bytes, x_eval, in_q, out_q).argmax(-1)
     ptq_stats = {"agreement": float(np.mean(ptq_pred == float_pred)), "int8_accuracy": _accuracy(ptq_pred, y_eval)}
     log(f"      float accuracy {100 * _accuracy(float_pred, y_eval):.2f}%, "
@@ -271,11 +291,12 @@ def export_model(
             qat_lib.copy_back(qmodel, deploy_qat)
             qat_float_pred = _predict_keras(deploy_qat, x_eval).argmax(-1)
         try:
-            qat_bytes = _gate_form(tflite_tools.convert_int8(deploy_qat, x_cal, per_channel_dense=per_channel_dense),
+            qat_bytes = _gate_form(tflite_tools.convert_int8(deploy_qat, x_rep, per_channel_dense=per_channel_dense),
                                    gate)
         except tflite_tools.ConversionError as e:
             raise ExportError(f"QAT model: {e}") from None
         info, in_q, out_q = verify_int8(qat_bytes, x_cal, micro_ops, per_channel_dense, "QAT int8 model")
+        _check_fixed_input_quant(fe, in_q, "QAT int8 model")
         qat_pred = _int8_scores(qat_bytes, x_eval, in_q, out_q).argmax(-1)
         qat_report = {
             "epochs": qat_epochs,
@@ -321,9 +342,11 @@ def export_model(
     if step_model:
         step(steps - 1, "per-frame step model (derive, TFLM == reference, gate proof, arena)")
         try:
+            if no_stream:
+                raise ExportError(f"no step model: {no_stream}")
             step_obj, step_report = build_step_model(chosen_bytes, x_cal, in_q, micro_ops, timing_repeats)
         except ExportError as e:
-            if _is_sparknet(net):
+            if _is_sparknet(net) and not no_stream:
                 raise
             step_report = {"skipped": str(e)}
             log(f"      {e} (the windowed model is exported alone)")
@@ -350,7 +373,11 @@ def export_model(
     recognizer_report = op_lib.export_step(
         step_bytes if step_bytes is not None else chosen_bytes, norm, labels.LABELS,
         step_report["delay_frames"] if step_bytes is not None else None, {**run_config, "data": source},
-        operating_point, log=lambda m: log(f"      {m}"))
+        operating_point if not no_stream else {**(operating_point or {}), "enabled": False},
+        log=lambda m: log(f"      {m}"))
+    if no_stream:  # the operating point is calibrated on the streaming twin, which runs micro_app's MFCC
+        recognizer_report["note"] = f"operating point not calibrated: {no_stream}"
+        log(f"      {recognizer_report['note']}")
 
     # C++ and files
     step(steps, f"writing {out}")
@@ -360,14 +387,22 @@ def export_model(
     used = set(info.ops) | set(step_info.ops if step_info else ())
     ops = tuple(op for op in micro_ops if op in used)
     model_name = f"{trained.model_dir.resolve().name} ({net.name}, {chosen.upper()} int8, {gate} gate)"
-    settings_h = codegen.render_frontend_header(
-        norm, input_scale=in_q[0], input_zero_point=in_q[1], labels=labels.LABELS, ops=ops,
-        arena_bytes=arena_device, model_name=model_name, output_scale=out_q[0], output_zero_point=out_q[1],
-        output_is_logits=True,
-        step_model=None if step_bytes is None else {
-            "delay_frames": step_report["delay_frames"], "num_states": step_report["num_states"],
-            "arena_bytes": step_report["arena_bytes_settings"]},
-        recognizer=recognizer_report["settings"], recognizer_note=op_lib.header_note(recognizer_report))
+    if no_stream:
+        settings_h = codegen.render_model_input_header(
+            norm, input_scale=in_q[0], input_zero_point=in_q[1], labels=labels.LABELS, ops=ops,
+            arena_bytes=arena_device, model_name=model_name, output_scale=out_q[0], output_zero_point=out_q[1],
+            output_is_logits=True)
+        log(f"      kws_settings.h describes the {fe.name} model input and stops a micro_app build with "
+            f"#error: {no_stream}")
+    else:
+        settings_h = codegen.render_frontend_header(
+            norm, input_scale=in_q[0], input_zero_point=in_q[1], labels=labels.LABELS, ops=ops,
+            arena_bytes=arena_device, model_name=model_name, output_scale=out_q[0], output_zero_point=out_q[1],
+            output_is_logits=True,
+            step_model=None if step_bytes is None else {
+                "delay_frames": step_report["delay_frames"], "num_states": step_report["num_states"],
+                "arena_bytes": step_report["arena_bytes_settings"]},
+            recognizer=recognizer_report["settings"], recognizer_note=op_lib.header_note(recognizer_report))
     data_h, data_cc = codegen.render_model_data(chosen_bytes, name="g_model")
     files = {
         "model_int8.tflite": chosen_bytes,
@@ -391,6 +426,9 @@ def export_model(
         "params": model_lib.count_params(net),
         "macs": model_lib.count_macs(net),
         "int8_bytes": len(chosen_bytes),
+        # zlib level 9 of the int8 flatbuffer: what a compressed-weights format could save for a pruned
+        # model (TFLM's kernels are dense: sparsity changes neither arena nor MACs, kws_tf.pruning)
+        "int8_zlib_bytes": len(zlib.compress(chosen_bytes, 9)),
         "ptq_int8_bytes": len(ptq_bytes),
         "float_bytes": len(float_bytes),
         "ops": info.ops,
@@ -400,6 +438,8 @@ def export_model(
         "input": {"shape": list(info.input.shape), "scale": in_q[0], "zero_point": in_q[1]},
         "output": {"shape": list(info.output.shape), "scale": out_q[0], "zero_point": out_q[1], "is_logits": True},
         "window_frames": features.NUM_FRAMES,
+        "frontend": {"name": fe.name, "input_shape": list(fe.input_shape), "normalized": fe.normalized,
+                     "streams": fe.streams, "fixed_input_quantization": fe.fixed_input_quant is not None},
         "arena_bytes_min_host": arena_min,
         "arena_bytes_settings": arena_device,
         "tflm_invoke_ms_median_host": invoke_ms,

@@ -35,7 +35,7 @@ def verify_int8(model_bytes: bytes, x_calibration: np.ndarray, micro_ops: dict, 
     problems = tflite_tools.micro_problems(info, micro_ops)
     if problems:
         raise ExportError(f"{what} cannot run on the device: {problems[0]}")
-    want = (1, 1, features.NUM_FRAMES, features.NUM_MFCC)
+    want = (1,) + tuple(np.shape(x_calibration)[1:])  # the front-end's (1, steps, dim), batch 1
     if tuple(info.input.shape) != want:
         raise ExportError(f"{what} input shape {tuple(info.input.shape)} does not match the front-end {want}")
     in_q, out_q = tflite_tools.quant_params(info.input), tflite_tools.quant_params(info.output)

@@ -55,10 +55,20 @@ def load_trained(model_dir) -> TrainedModel:
     for key in ("model", "channels", "data"):
         if key not in run_config:
             raise ExportError(f"run config {cfg_path} is incomplete (no {key!r})")
+    from kws_tf import models
+
+    try:
+        frontend = models.get(str(run_config["model"])).frontend
+    except ValueError as e:
+        raise ExportError(f"run config {cfg_path}: {e}") from None
     try:
         normalization = features.Normalization.from_dict(_read_json(norm_path, "normalisation"))
     except (KeyError, TypeError, ValueError) as e:
         raise ExportError(f"normalisation {norm_path} is invalid ({e})") from None
+    try:
+        normalization.require(frontend, f"normalisation {norm_path}")
+    except ValueError as e:
+        raise ExportError(str(e)) from None
 
     from kws_tf import train
 
@@ -92,11 +102,16 @@ def _first_line(e: BaseException) -> str:
 # --------------------------------------------------------------------------- features
 
 def device_features(audio: np.ndarray, normalization: features.Normalization) -> np.ndarray:
-    """Normalised MFCC `[N, 1, T, 32]` float32 of int16 clips `[N, samples]`, as the device computes them
-    (NumPy reference front-end, then `Normalization.apply_np`)."""
-    out = np.empty((len(audio), 1, features.NUM_FRAMES, features.NUM_MFCC), np.float32)
+    """Normalised features `[N, 1, steps, dim]` float32 of int16 clips `[N, samples]`, as the device
+    computes them: the NumPy reference of the normalisation's front-end (`kws_tf.frontends`; MFCC
+    `[N, 1, 101, 32]`), then `Normalization.apply_np` where that front-end is normalised."""
+    from kws_tf import frontends
+
+    fe = frontends.get(normalization.frontend)
+    out = np.empty((len(audio),) + fe.input_shape, np.float32)
     for i, pcm in enumerate(audio):
-        out[i, 0] = normalization.apply_np(features.mfcc_np(features.fix_length(pcm)))
+        x = fe.np(pcm)
+        out[i, 0] = normalization.apply_np(x) if fe.normalized else x
     return out
 
 

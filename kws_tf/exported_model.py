@@ -169,6 +169,25 @@ def _output_op(model_bytes: bytes) -> str:
     return "?"
 
 
+def _check_streaming_frontend(path: pathlib.Path) -> None:
+    """The twin feeds the model micro_app's MFCC frames: refuse, in one line, a model whose export
+    folder records another front-end (`kws_tf.frontends`, normalization.json's "frontend")."""
+    norm_path = path.parent / "normalization.json"
+    if not norm_path.is_file():
+        return
+    obj = _read_json(norm_path)
+    name = obj.get("frontend", "mfcc") if isinstance(obj, dict) else "mfcc"
+    from kws_tf import frontends
+
+    try:
+        fe = frontends.get(str(name))
+    except ValueError as e:
+        raise SimulateError(f"{norm_path}: {e}") from None
+    if not fe.streams:
+        raise SimulateError(f"model {path} takes {frontends.shape_summary(fe)} input; the device twin streams "
+                            "micro_app's MFCC front-end only")
+
+
 def load_exported(model_path) -> ExportedModel:
     """Reads an exported model and the constants from its export folder; checks it fits the device.
 
@@ -191,6 +210,7 @@ def load_exported(model_path) -> ExportedModel:
         runner = tflm.TflmRunner(model_bytes)
     except tflm.TflmError as e:
         raise SimulateError(f"model {path}: {e}") from None
+    _check_streaming_frontend(path)
     quant = {}
     for role, det in (("input", runner.input_details), ("output", runner.output_details)):
         if np.dtype(det["dtype"]) != np.int8:

@@ -33,6 +33,9 @@ FFT_SIZE = 512
 NUM_FFT_BINS = FFT_SIZE // 2 + 1
 NUM_MEL = 32
 NUM_MFCC = 32
+# The log-mel front-end (kws_tf.frontends "logmel"): the same pipeline stopped before the DCT,
+# with the 40 bands BC-ResNet was published with.
+NUM_LOGMEL = 40
 MEL_FMIN_HZ = 0.0
 MEL_FMAX_HZ = SAMPLE_RATE / 2
 # ln(mel_energy + LOG_OFFSET). An additive offset instead of a clip-relative clamp
@@ -78,24 +81,24 @@ def _mel_to_hz_slaney(mel: np.ndarray) -> np.ndarray:
 
 
 @functools.lru_cache(maxsize=None)
-def mel_matrix() -> np.ndarray:
-    """Mel filterbank `[NUM_FFT_BINS, NUM_MEL]`: triangular Slaney filters, area-normalised.
+def mel_matrix(num_mel: int = NUM_MEL) -> np.ndarray:
+    """Mel filterbank `[NUM_FFT_BINS, num_mel]`: triangular Slaney filters, area-normalised.
 
-    Same definition as `librosa.filters.mel(sr=16000, n_fft=512, n_mels=32)` (its
+    Same definition as `librosa.filters.mel(sr=16000, n_fft=512, n_mels=num_mel)` (its
     defaults: `htk=False`, `norm='slaney'`), written out so the C++ can use the
     exported matrix instead of a library.
     """
     fft_hz = np.linspace(0.0, SAMPLE_RATE / 2.0, NUM_FFT_BINS)
-    mel_edges = np.linspace(_hz_to_mel_slaney(MEL_FMIN_HZ), _hz_to_mel_slaney(MEL_FMAX_HZ), NUM_MEL + 2)
+    mel_edges = np.linspace(_hz_to_mel_slaney(MEL_FMIN_HZ), _hz_to_mel_slaney(MEL_FMAX_HZ), num_mel + 2)
     hz_edges = _mel_to_hz_slaney(mel_edges)
     widths = np.diff(hz_edges)
     ramps = hz_edges[:, None] - fft_hz[None, :]
-    weights = np.zeros((NUM_MEL, NUM_FFT_BINS))
-    for m in range(NUM_MEL):
+    weights = np.zeros((num_mel, NUM_FFT_BINS))
+    for m in range(num_mel):
         lower = -ramps[m] / widths[m]
         upper = ramps[m + 2] / widths[m + 1]
         weights[m] = np.maximum(0.0, np.minimum(lower, upper))
-    weights *= (2.0 / (hz_edges[2 : NUM_MEL + 2] - hz_edges[:NUM_MEL]))[:, None]
+    weights *= (2.0 / (hz_edges[2 : num_mel + 2] - hz_edges[:num_mel]))[:, None]
     out = weights.T.copy()
     out.setflags(write=False)
     return out
@@ -154,21 +157,30 @@ def frame_signal_np(audio: np.ndarray) -> np.ndarray:
     return padded[idx]
 
 
+def _log_mel_np64(audio: np.ndarray, num_mel: int) -> np.ndarray:
+    frames = frame_signal_np(pcm_to_float(audio))
+    spectrum = np.fft.rfft(frames * hann_window()[None, :], n=FFT_SIZE, axis=-1)
+    power = spectrum.real**2 + spectrum.imag**2
+    return np.log(power @ mel_matrix(num_mel) + LOG_OFFSET)
+
+
 def mfcc_np(audio: np.ndarray) -> np.ndarray:
     """NumPy reference MFCC of a clip -> `[num_frames, NUM_MFCC]` float32.
 
     `audio` is int16 PCM or float in [-1, 1]. Equals stacking `mfcc_frame_np` over
     the centred frames (tested), just vectorised.
     """
-    frames = frame_signal_np(pcm_to_float(audio))
-    spectrum = np.fft.rfft(frames * hann_window()[None, :], n=FFT_SIZE, axis=-1)
-    power = spectrum.real**2 + spectrum.imag**2
-    log_mel = np.log(power @ mel_matrix() + LOG_OFFSET)
-    return (log_mel @ dct_matrix()).astype(np.float32)
+    return (_log_mel_np64(audio, NUM_MEL) @ dct_matrix()).astype(np.float32)
 
 
-def mfcc_tf(audio):
-    """TF-graph MFCC for tf.data: float audio `[..., samples]` -> `[..., frames, NUM_MFCC]`."""
+def log_mel_np(audio: np.ndarray, num_mel: int = NUM_LOGMEL) -> np.ndarray:
+    """NumPy reference log-mel energies of a clip -> `[num_frames, num_mel]` float32: the MFCC
+    pipeline (same framing, window, FFT, Slaney bands and log rule) without the DCT."""
+    return _log_mel_np64(audio, num_mel).astype(np.float32)
+
+
+def log_mel_tf(audio, num_mel: int = NUM_LOGMEL):
+    """TF-graph log-mel for tf.data: float audio `[..., samples]` -> `[..., frames, num_mel]`."""
     import tensorflow as tf
 
     audio = tf.convert_to_tensor(audio, tf.float32)
@@ -180,9 +192,15 @@ def mfcc_tf(audio):
     frames = frames * tf.constant(hann_window(), tf.float32)
     spectrum = tf.signal.rfft(frames, fft_length=[FFT_SIZE])
     power = tf.math.real(spectrum) ** 2 + tf.math.imag(spectrum) ** 2
-    mel = tf.tensordot(power, tf.constant(mel_matrix(), tf.float32), axes=1)
-    log_mel = tf.math.log(mel + LOG_OFFSET)
-    return tf.tensordot(log_mel, tf.constant(dct_matrix(), tf.float32), axes=1)
+    mel = tf.tensordot(power, tf.constant(mel_matrix(num_mel), tf.float32), axes=1)
+    return tf.math.log(mel + LOG_OFFSET)
+
+
+def mfcc_tf(audio):
+    """TF-graph MFCC for tf.data: float audio `[..., samples]` -> `[..., frames, NUM_MFCC]`."""
+    import tensorflow as tf
+
+    return tf.tensordot(log_mel_tf(audio, NUM_MEL), tf.constant(dct_matrix(), tf.float32), axes=1)
 
 
 def fix_length(audio: np.ndarray, length: int = CLIP_SAMPLES) -> np.ndarray:
@@ -205,35 +223,58 @@ class Normalization:
 
     Coefficient 0 spans a far wider range than the others, and the int8 input tensor
     has a single scale, so each coefficient is standardised before quantisation.
+    `frontend` names the features they belong to (`kws_tf.frontends`), so that a run's
+    statistics are never applied to another front-end's features; files written before
+    front-ends had names hold MFCC statistics and read as "mfcc".
     """
 
     mean: tuple[float, ...]
     std: tuple[float, ...]
+    frontend: str = "mfcc"
 
     def __post_init__(self):
-        if len(self.mean) != NUM_MFCC or len(self.std) != NUM_MFCC:
-            raise ValueError(f"normalisation needs {NUM_MFCC} means and stds")
+        from kws_tf import frontends
+
+        dim = frontends.get(self.frontend).dim  # ValueError for an unknown name
+        if len(self.mean) != dim or len(self.std) != dim:
+            raise ValueError(f"{self.frontend} normalisation needs {dim} means and stds, "
+                             f"got {len(self.mean)} and {len(self.std)}")
         if min(self.std) <= 0:
             raise ValueError("normalisation std must be positive")
 
+    @property
+    def dim(self) -> int:
+        return len(self.mean)
+
     @classmethod
-    def from_features(cls, features: np.ndarray, min_std: float = 1e-3) -> "Normalization":
-        """Statistics over all frames of `features` `[..., NUM_MFCC]`."""
-        flat = np.asarray(features, np.float64).reshape(-1, NUM_MFCC)
+    def from_features(cls, features: np.ndarray, min_std: float = 1e-3, frontend: str = "mfcc") -> "Normalization":
+        """Statistics over all frames of `features` `[..., dim]` (the last axis: the coefficients)."""
+        features = np.asarray(features, np.float64)
+        flat = features.reshape(-1, features.shape[-1])
         mean = flat.mean(axis=0)
         std = np.maximum(flat.std(axis=0), min_std)
-        return cls(tuple(float(np.float32(v)) for v in mean), tuple(float(np.float32(v)) for v in std))
+        return cls(tuple(float(np.float32(v)) for v in mean), tuple(float(np.float32(v)) for v in std), frontend)
 
     @classmethod
-    def identity(cls) -> "Normalization":
-        return cls((0.0,) * NUM_MFCC, (1.0,) * NUM_MFCC)
+    def identity(cls, frontend: str = "mfcc") -> "Normalization":
+        from kws_tf import frontends
+
+        dim = frontends.get(frontend).dim
+        return cls((0.0,) * dim, (1.0,) * dim, frontend)
 
     def to_dict(self) -> dict:
-        return {"mean": list(self.mean), "std": list(self.std)}
+        return {"mean": list(self.mean), "std": list(self.std), "frontend": self.frontend}
 
     @classmethod
     def from_dict(cls, d: dict) -> "Normalization":
-        return cls(tuple(float(v) for v in d["mean"]), tuple(float(v) for v in d["std"]))
+        return cls(tuple(float(v) for v in d["mean"]), tuple(float(v) for v in d["std"]),
+                   str(d.get("frontend", "mfcc")))
+
+    def require(self, frontend: str, where: str = "normalisation") -> "Normalization":
+        """Itself if it belongs to `frontend`; ValueError naming both otherwise."""
+        if self.frontend != frontend:
+            raise ValueError(f"{where} holds {self.frontend} statistics but the model's front-end is {frontend}")
+        return self
 
     def mean_f32(self) -> np.ndarray:
         return np.asarray(self.mean, np.float32)

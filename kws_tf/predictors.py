@@ -18,7 +18,7 @@ import numpy as np
 from kws_tf import features, labels
 
 RUNTIMES = ("keras", "tflite", "tflm")
-INPUT_SHAPE = (1, features.NUM_FRAMES, features.NUM_MFCC)
+INPUT_SHAPE = (1, features.NUM_FRAMES, features.NUM_MFCC)  # the MFCC front-end's; see kws_tf.frontends
 
 
 class EvalError(ValueError):
@@ -181,11 +181,15 @@ class Predictor:
         return np.argmax(self.scores(x), axis=-1)
 
 
-def _check_input_shape(shape, where) -> tuple:
+def _check_input_shape(shape, where, normalization: features.Normalization | None = None) -> tuple:
+    """`shape` if it is the input of the normalisation's front-end (MFCC when not given)."""
+    from kws_tf import frontends
+
+    fe = frontends.get(normalization.frontend if normalization is not None else "mfcc")
     shape = tuple(int(d) for d in shape)
-    if shape != INPUT_SHAPE:
-        raise EvalError(f"{where}: model input shape {shape} does not match the front-end settings {INPUT_SHAPE} "
-                        f"({features.NUM_FRAMES} frames x {features.NUM_MFCC} MFCC)")
+    if shape != fe.input_shape:
+        raise EvalError(f"{where}: model input shape {shape} does not match the front-end settings {fe.input_shape} "
+                        f"({fe.name}: {fe.summary}; the normalisation found says {fe.name})")
     return shape
 
 
@@ -240,12 +244,16 @@ def load_predictor(model, runtime: str | None = None, normalization: str | None 
         from kws_tf import export
 
         try:
-            net = export.load_trained(path).net
+            trained = export.load_trained(path)
         except export.ExportError as e:
             raise EvalError(str(e)) from None
+        net = trained.net
+        if norm.frontend != trained.normalization.frontend:
+            raise EvalError(f"{norm_src} holds {norm.frontend} statistics but {path}'s model takes "
+                            f"{trained.normalization.frontend} features")
         _check_output(int(net.output_shape[-1]), path)
         return Predictor("keras", "float", str(path / "best.weights.h5"), norm, norm_src,
-                         _check_input_shape(net.input_shape[1:], path), keras_model=net, model_dir=str(path))
+                         _check_input_shape(net.input_shape[1:], path, norm), keras_model=net, model_dir=str(path))
     if runtime == "keras":
         import tf_keras as keras
 
@@ -256,7 +264,7 @@ def load_predictor(model, runtime: str | None = None, normalization: str | None 
         except Exception as e:
             msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise EvalError(f"{path}: not a loadable Keras model ({msg})") from None
-        shape = _check_input_shape(net.input_shape[1:], path)
+        shape = _check_input_shape(net.input_shape[1:], path, norm)
         _check_output(int(net.output_shape[-1]), path)
         return Predictor("keras", "float", str(path), norm, norm_src, shape, keras_model=net,
                          model_dir=str(folder) if (folder / "run_config.json").exists() else None)
@@ -271,7 +279,7 @@ def load_predictor(model, runtime: str | None = None, normalization: str | None 
     inp, out = info.input, info.output
     if len(info.inputs) > 1:
         return _step_predictor(path, data, info, requested or "tflm", norm, norm_src, step_context)
-    shape = _check_input_shape(inp.shape[1:], path)
+    shape = _check_input_shape(inp.shape[1:], path, norm)
     _check_output(int(np.prod(out.shape[1:])), path)
     if inp.dtype == "INT8":
         precision = "int8"
@@ -292,7 +300,8 @@ def load_predictor(model, runtime: str | None = None, normalization: str | None 
 
 
 def normalized_features(audio_set, normalization: features.Normalization, frontend: str = "tf") -> np.ndarray:
-    """`[N, 1, T, 32]` standardised MFCC of int16 clips (the model input before int8 quantisation).
+    """`[N, 1, steps, dim]` normalised features of int16 clips (the model input before int8
+    quantisation), of the normalisation's front-end (`kws_tf.frontends`; MFCC `[N, 1, 101, 32]`).
 
     `frontend="tf"`: the batched TF graph training uses (`data.clean_features`);
     `"device"`: the NumPy reference the device reproduces (`export.device_features`).
@@ -314,6 +323,11 @@ def _step_predictor(path, data: bytes, info, runtime: str, norm, norm_src: str, 
         raise EvalError(f"{path} is a per-frame step model: evaluate it with --runtime=tflm")
     if context not in step_clips.CONTEXTS:
         raise EvalError(f"unknown step context {context!r}; choose one of {', '.join(step_clips.CONTEXTS)}")
+    from kws_tf import frontends
+
+    if not frontends.get(norm.frontend).streams:
+        raise EvalError(f"{path}: a per-frame step model needs the mfcc front-end; its normalisation "
+                        f"({norm_src}) is {norm.frontend}")
     step_info = step_graph.read_step_info(data)
     if not step_info:
         raise EvalError(f"{path} has {len(info.inputs)} inputs but no kws_tf step metadata (not a kws_tf step model)")

@@ -9,7 +9,7 @@ uninterrupted run would have. The best-on-validation weights are kept.
 
 model_dir layout:
   run_config.json       the resolved configuration and data source (checked on --resume)
-  normalization.json    per-coefficient MFCC mean/std of the training features
+  normalization.json    per-coefficient mean/std of the model's front-end features (and its name)
   checkpoints/          state.json + the latest epoch's checkpoint
   best.weights.h5       best validation accuracy so far
   model.keras           the best model, saved at the end
@@ -286,11 +286,18 @@ def run_training(run_config: dict, model_dir, resume: bool = False, verbose: str
     # Nothing is written before the configuration, the data and the model have passed.
     norm_path = model_dir / "normalization.json"
     write_norm = not (state is not None and norm_path.exists())
+    from kws_tf import models
+
+    frontend = models.get(run_config["model"]).frontend
     if write_norm:
-        log("computing per-coefficient MFCC normalisation on training clips ...")
-        normalization = data.compute_normalization(dataset.train, seed=run_config["seed"])
+        log(f"computing per-coefficient {frontend} normalisation on training clips ...")
+        normalization = data.compute_normalization(dataset.train, seed=run_config["seed"], frontend=frontend)
     else:
-        normalization = features.Normalization.from_dict(json.loads(norm_path.read_text()))
+        try:
+            normalization = features.Normalization.from_dict(json.loads(norm_path.read_text())).require(
+                frontend, str(norm_path))
+        except (KeyError, TypeError, ValueError) as e:
+            raise RunError(f"--resume: {norm_path} is unusable ({e})") from None
 
     epochs, batch_size = run_config["epochs"], run_config["batch_size"]
     steps = data.steps_per_epoch(len(dataset.train), batch_size)

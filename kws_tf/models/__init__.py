@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Callable
 
-FRONTENDS = ("mfcc",)  # front-ends the pipeline can compute (kws_tf.features)
+FRONTENDS = ("mfcc", "logmel", "waveform")  # front-ends the pipeline can compute (kws_tf.frontends)
 
 
 @dataclasses.dataclass(frozen=True)

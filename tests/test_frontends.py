@@ -1,0 +1,233 @@
+"""Front-ends (kws_tf.frontends): log-mel is the MFCC pipeline before the DCT, the waveform is the
+scaled PCM, and a model declaring either trains, exports (int8, TFLM-checked) and evaluates
+through the real command lines.
+
+The end-to-end tests register tiny test-only models (one per front-end) in the CLI subprocesses
+only (`python tests/test_frontends.py <module> <flags>`: register, then run the module as
+`__main__`), so the registry of this pytest process stays the shipped one.
+"""
+
+import dataclasses
+import json
+import os
+import pathlib
+import runpy
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from kws_tf import features, frontends
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+TEST_MODELS = {"tiny_logmel": "logmel", "tiny_waveform": "waveform"}
+
+
+# --------------------------------------------------------------------------- definitions
+
+def _clips(n=3, seed=0):
+    rng = np.random.default_rng(seed)
+    t = np.arange(features.CLIP_SAMPLES) / features.SAMPLE_RATE
+    out = []
+    for i in range(n):
+        tone = 0.3 * np.sin(2 * np.pi * (300 + 400 * i) * t) + 0.05 * rng.standard_normal(t.size)
+        out.append(np.clip(tone * 32768, -32768, 32767).astype(np.int16))
+    return np.stack(out)
+
+
+def test_registry_lists_every_frontend():
+    from kws_tf import models
+
+    assert models.FRONTENDS == frontends.NAMES == ("mfcc", "logmel", "waveform")
+    for name in models.names():
+        assert models.get(name).frontend in frontends.NAMES
+    with pytest.raises(ValueError, match="unknown front-end"):
+        frontends.get("mel")
+
+
+def test_log_mel_is_the_mfcc_pipeline_before_the_dct():
+    pcm = _clips(2)
+    for clip in pcm:
+        # With the MFCC's 32 bands, the DCT of the log-mel is the MFCC.
+        np.testing.assert_allclose(features.log_mel_np(clip, features.NUM_MEL).astype(np.float64)
+                                   @ features.dct_matrix(), features.mfcc_np(clip), rtol=1e-5, atol=1e-4)
+        lm = frontends.get("logmel").np(clip)
+        assert lm.shape == (features.NUM_FRAMES, features.NUM_LOGMEL) == frontends.get("logmel").input_shape[1:]
+        np.testing.assert_array_equal(lm, features.log_mel_np(clip))
+    # 40 Slaney bands = librosa's definition (the 32-band matrix is tested against it in test_features).
+    librosa = pytest.importorskip("librosa")
+    ref = librosa.filters.mel(sr=features.SAMPLE_RATE, n_fft=features.FFT_SIZE, n_mels=features.NUM_LOGMEL)
+    np.testing.assert_allclose(features.mel_matrix(features.NUM_LOGMEL).T, ref, rtol=1e-5, atol=1e-9)
+    assert features.mel_matrix(features.NUM_MEL) is not features.mel_matrix(features.NUM_LOGMEL)
+    np.testing.assert_array_equal(features.mel_matrix(), features.mel_matrix(features.NUM_MEL))
+
+
+def test_numpy_and_tf_implementations_agree_for_every_frontend():
+    pcm = _clips(3)
+    wave = pcm.astype(np.float32) * features.PCM_SCALE
+    for name in frontends.NAMES:
+        fe = frontends.get(name)
+        batch = np.asarray(fe.tf(wave))
+        assert batch.shape == (len(pcm),) + fe.input_shape[1:], name
+        ref = np.stack([fe.np(c) for c in pcm])
+        np.testing.assert_allclose(batch, ref, rtol=1e-4, atol=2e-3, err_msg=name)
+    # The MFCC front-end is features.mfcc_* itself: nothing changed for SparkNet.
+    np.testing.assert_array_equal(frontends.get("mfcc").np(pcm[0]), features.mfcc_np(pcm[0]))
+
+
+def test_waveform_is_the_scaled_pcm_with_a_fixed_int8_input():
+    fe = frontends.get("waveform")
+    pcm = np.array([-32768, -256, -129, -128, 0, 127, 128, 255, 32767], np.int16)
+    x = fe.np(pcm)
+    assert x.shape == (features.CLIP_SAMPLES, 1) and fe.input_shape == (1, features.CLIP_SAMPLES, 1)
+    np.testing.assert_array_equal(x[:len(pcm), 0], pcm.astype(np.float32) / 32768.0)
+    assert not x[len(pcm):].any()  # zero-padded to 1 s
+    assert not fe.normalized and not fe.spec_augment and not fe.streams
+    # The device's int8 input is the int16 PCM rounded to its top 8 bits.
+    q = features.quantize_np(x[:len(pcm), 0], *fe.fixed_input_quant)
+    np.testing.assert_array_equal(q, np.clip(np.floor(pcm / 256.0 + 0.5), -128, 127).astype(np.int8))
+    # The converter sees exactly that range: clipped calibration data plus both ends.
+    cal = fe.calibration_inputs(np.full((2, 1, features.CLIP_SAMPLES, 1), 0.999, np.float32))
+    assert cal.shape[0] == 3 and cal.min() == -1.0 and cal.max() == 127 / 128
+
+
+def test_normalization_records_its_frontend_and_refuses_another():
+    lm = np.stack([frontends.get("logmel").np(c) for c in _clips(2)])
+    norm = features.Normalization.from_features(lm, frontend="logmel")
+    assert norm.dim == features.NUM_LOGMEL and norm.to_dict()["frontend"] == "logmel"
+    assert features.Normalization.from_dict(norm.to_dict()) == norm
+    old = {"mean": [0.0] * features.NUM_MFCC, "std": [1.0] * features.NUM_MFCC}  # written before front-ends had names
+    assert features.Normalization.from_dict(old).frontend == "mfcc"
+    with pytest.raises(ValueError, match="logmel normalisation needs 40"):
+        features.Normalization.from_dict({**old, "frontend": "logmel"})
+    with pytest.raises(ValueError, match="holds logmel statistics but the model's front-end is mfcc"):
+        norm.require("mfcc")
+    assert features.Normalization.identity("waveform").dim == 1
+    from kws_tf import codegen
+
+    with pytest.raises(ValueError, match="micro_app's front-end computes MFCC"):
+        codegen.frontend_tables(norm)
+
+
+def test_clean_features_follow_the_normalisation(synth_folder):
+    from kws_tf import data
+
+    train = data.load_folder(str(synth_folder), 10.0, 10.0).train.subset(np.arange(8))
+    norm = data.compute_normalization(train, frontend="logmel")
+    x = data.clean_features(train, norm)
+    assert x.shape == (8, 1, features.NUM_FRAMES, features.NUM_LOGMEL)
+    np.testing.assert_allclose(x.reshape(-1, features.NUM_LOGMEL).mean(0), 0.0, atol=1e-3)
+    wav_norm = data.compute_normalization(train, frontend="waveform")
+    assert wav_norm == features.Normalization.identity("waveform")
+    xw = data.clean_features(train, wav_norm)
+    np.testing.assert_array_equal(xw[:, 0, :, 0], train.audio.astype(np.float32) * np.float32(features.PCM_SCALE))
+    with pytest.raises(ValueError, match="holds logmel statistics"):
+        data.clean_features(train, norm, frontend="mfcc")
+
+
+# --------------------------------------------------------------------------- through the CLIs
+
+def _build_tiny(frontend: str):
+    def build(channels: int = 4, num_classes: int = 12, weight_decay: float = 0.0, seed: int = 0,
+              name: str | None = None, **unused):
+        import tf_keras as keras
+
+        fe = frontends.get(frontend)
+        inputs = keras.Input(shape=fe.input_shape, name=frontend)
+        if frontend == "waveform":  # (1, 16000, 1): a strided filterbank over time, as a sinc front layer
+            x = keras.layers.Conv2D(channels, (1, 80), strides=(1, 40), name="filters")(inputs)
+        else:
+            x = keras.layers.Reshape(fe.input_shape[1:] + (1,), name="to_image")(inputs)
+            x = keras.layers.Conv2D(channels, (3, 3), strides=(2, 2), padding="same", name="conv")(x)
+        x = keras.layers.BatchNormalization(name="bn")(x)
+        x = keras.layers.ReLU(name="relu")(x)
+        x = keras.layers.AveragePooling2D((x.shape[1], x.shape[2]), name="avg_pool")(x)
+        x = keras.layers.Flatten(name="flatten")(x)
+        logits = keras.layers.Dense(num_classes, name="classifier")(x)
+        return keras.Model(inputs, logits, name=name or f"tiny_{frontend}_c{channels}")
+
+    return build
+
+
+def _register_test_models():
+    from kws_tf import config as config_lib
+    from kws_tf import models
+
+    for name, frontend in TEST_MODELS.items():
+        if name not in models.names():
+            models.register(models.ModelSpec(name, _build_tiny(frontend), frontend, dict, "test only"))
+    field = config_lib.SCHEMA["model"]
+    config_lib.SCHEMA["model"] = dataclasses.replace(field, choices=tuple(field.choices) + tuple(TEST_MODELS))
+
+
+def _cli(module: str, *args, timeout=900):
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "tests")])}
+    proc = subprocess.run([sys.executable, str(pathlib.Path(__file__)), module, *args], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+    assert proc.returncode == 0, f"{module} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    return proc.stdout + proc.stderr
+
+
+@pytest.fixture(scope="module")
+def tiny_config(tmp_path_factory):
+    """A one-epoch recipe (the shipped dscnn one, shortened) for the test-only models."""
+    cfg = json.loads((ROOT / "configs" / "dscnn_c64.json").read_text())
+    cfg.update(channels=4, epochs=1, batch_size=32)
+    cfg["augment"].update(spec_prob=1.0, spec_time_masks=1, spec_time_mask_frames=5,
+                          spec_freq_masks=1, spec_freq_mask_coeffs=4)  # exercised for logmel, skipped for waveform
+    folder = tmp_path_factory.mktemp("cfg")
+    out = {}
+    for name in TEST_MODELS:
+        path = folder / f"{name}.json"
+        path.write_text(json.dumps({**cfg, "model": name}))
+        out[name] = path
+    return out
+
+
+@pytest.mark.parametrize("model", list(TEST_MODELS))
+def test_model_with_frontend_trains_exports_and_evaluates(model, tiny_config, synth_folder, tmp_path):
+    fe = frontends.get(TEST_MODELS[model])
+    run, exp = tmp_path / "run", tmp_path / "export"
+    _cli("kws_tf.train", f"--model={model}", f"--config={tiny_config[model]}", f"--data_dir={synth_folder}",
+         f"--model_dir={run}", "--verbose=epoch")
+    norm = json.loads((run / "normalization.json").read_text())
+    assert norm["frontend"] == fe.name and len(norm["mean"]) == fe.dim
+    assert json.loads((run / "report.json").read_text())["val_accuracy"] is not None
+
+    log = _cli("kws_tf.export", "--int8", f"--model_dir={run}", f"--out={exp}", "--max_accuracy_drop=100",
+               "--timing_repeats=2")
+    report = json.loads((exp / "export_report.json").read_text())
+    assert report["input"]["shape"] == [1, *fe.input_shape]
+    assert report["frontend"]["name"] == fe.name
+    assert report["calibration"]["tflm_equals_reference_kernels"]
+    assert "skipped" in report["step_model"] and "no C++ implementation" in report["step_model"]["skipped"]
+    assert "no step model" in log and not (exp / "model_step_int8.tflite").exists()
+    assert report["recognizer"]["note"].startswith("operating point not calibrated")
+    header = (exp / "kws_settings.h").read_text()
+    assert f'kFrontEnd = "{fe.name}"' in header and "#error" in header
+    assert f"kInputSteps = {fe.steps};" in header and f"kInputDim = {fe.dim};" in header
+    if fe.fixed_input_quant:
+        assert (report["input"]["scale"], report["input"]["zero_point"]) == fe.fixed_input_quant
+        assert "round(pcm / 256)" in header
+
+    # The exported int8 model in TFLM, fed by the device's NumPy front-end, through evaluate's CLI.
+    _cli("kws_tf.evaluate", f"--model={exp}", "--runtime=tflm", f"--data_dir={synth_folder}",
+         "--split=validation", f"--out={tmp_path / 'eval'}")
+    result = json.loads((tmp_path / "eval" / "eval_tflm.json").read_text())
+    assert result["features"] == fe.name and result["clips"] == report["eval"]["clips"]
+    # Same clips, same front-end and model as export's own int8 check: the same accuracy.
+    assert result["accuracy"] == pytest.approx(report["eval"]["ptq_int8_accuracy"])
+
+    # The device twin streams micro_app's MFCC only: it refuses in one line.
+    from kws_tf import simulate
+
+    with pytest.raises(simulate.SimulateError, match="streams micro_app's MFCC front-end only"):
+        simulate.load_exported(exp)
+
+
+if __name__ == "__main__":  # python tests/test_frontends.py <module> [flags]: a CLI with the test models
+    _register_test_models()
+    module = sys.argv[1]
+    sys.argv = [module] + sys.argv[2:]
+    runpy.run_module(module, run_name="__main__", alter_sys=True)
