@@ -23,6 +23,8 @@ from kws_tf import labels, models
 
 def _layer_macs(layer) -> int:
     """Multiply-accumulates of one layer for one input window (convolutions and dense only)."""
+    if hasattr(layer, "conv_macs"):  # a custom layer that computes a convolution (SincConv)
+        return int(layer.conv_macs())
     if isinstance(layer, keras.layers.DepthwiseConv2D):
         _, h, w, c = layer.output.shape
         kh, kw = layer.kernel_size
