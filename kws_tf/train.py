@@ -138,6 +138,12 @@ def _build(run_config: dict, total_steps: int):
         run_config["model"], run_config["channels"], sigma=run_config["gate"]["sigma"],
         lam=run_config["gate"]["lam"], weight_decay=run_config["optimizer"]["weight_decay"],
         seed=run_config["seed"], time_average=run_config.get("time_average", "full"))
+    from kws_tf import frontends
+
+    fe = frontends.of_model(run_config["model"])
+    if tuple(net.input_shape[1:]) != fe.input_shape:  # a registry entry naming the wrong front-end
+        raise config_lib.ConfigError(f"model {run_config['model']} takes input {tuple(net.input_shape[1:])} but "
+                                     f"declares the front-end {frontends.shape_summary(fe)}")
     opt_cfg, sch = run_config["optimizer"], run_config["schedule"]
     if opt_cfg.get("name", "sgd") != "sgd":
         raise config_lib.ConfigError(f"unsupported optimizer {opt_cfg['name']!r} (only sgd)")
