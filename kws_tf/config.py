@@ -15,7 +15,7 @@ import math
 import pathlib
 
 CONFIG_DIR = pathlib.Path(__file__).resolve().parent.parent / "configs"
-MODELS = ("sparknet", "dscnn", "bcresnet")  # kws_tf.models.names(), without importing TensorFlow (a test keeps them equal)
+MODELS = ("sparknet", "dscnn", "bcresnet", "sincnet")  # kws_tf.models.names(), without importing TensorFlow (a test keeps them equal)
 
 
 class ConfigError(ValueError):
