@@ -18,36 +18,45 @@ not a capacity). Any C >= 3 works: a grouped 1x1 splits channels into near-equal
 
 Departures from the paper, all for the Feb-2023 TFLM library on the board (MICRO_OPS):
   - log-compression log(|x| + 1) after the filterbank is replaced by BN -> ReLU -> average
-    pooling: a half-wave rectified, smoothed energy envelope. LOG runs only in float in that
-    library (its elementwise kernels are float32; the converter cannot keep a full-int8 graph
-    through it) and ABS is not in MICRO_OPS; TANH/LOGISTIC as a compressor would cost ~800
-    instructions per element on 80,000 elements. BN + ReLU fold into the deployed CONV_2D
-    (bias + fused activation), and the pooling is AVERAGE_POOL_2D: the front costs nothing
-    beyond the convolution. The dynamic range is the int8 input's anyway (the PCM arrives
-    as 8 bits), so a log stage could not recover quiet detail the input has lost.
+    pooling: a half-wave rectified, smoothed energy envelope. The converter does emit an int8
+    LOG, but TFLM's LOG kernel takes float32 only (checked: even the 2026 `tflite_micro` build
+    fails the invoke with "INT8 != FLOAT32"), and ABS, which has an int8 kernel, is not in
+    MICRO_OPS; TANH/LOGISTIC as a compressor would cost ~800 instructions per element on
+    80,000 elements. The converter folds this BN and ReLU into the filterbank's CONV_2D (bias
+    + fused activation; the flatbuffer has no MUL/ADD/RELU, tested) and the pooling is
+    AVERAGE_POOL_2D: the envelope costs nothing beyond the convolution. The dynamic range is
+    the int8 input's anyway (the PCM arrives as 8 bits), so a log stage could not recover
+    quiet detail the input has already lost.
   - the blocks run conv -> BN -> ReLU (the paper: conv -> ReLU -> BN), so every BN folds into
     its convolution and every ReLU fuses (kws_tf.deploy_graph); with the paper's order each BN
     would remain as MUL + ADD over the whole map.
   - a grouped pointwise convolution is written as g channel slices (STRIDED_SLICE), g ordinary
-    1x1 convolutions and a CONCATENATION, not as one grouped CONV_2D: TFLM's CMSIS-NN
-    convolution in the board's library does not take a filter with fewer input channels than
-    its input (grouped convolution came to TFLM later), so the flatbuffer must not need it.
+    1x1 convolutions and a CONCATENATION, not as one grouped CONV_2D (a filter with fewer input
+    channels than its input): we could not confirm that the board's Feb-2023 library (CMSIS-NN
+    CONV_2D) accepts that, and every op here certainly has an int8 kernel there.
   - BN momentum 0.9, L2 weight decay on all weights (as the other models here), dropout as
     plain (not spatial) dropout.
 
-What this model means for the device (numbers from `python -m kws_tf.model --model=sincnet
---C=162` and `kws_tf.tflm.min_arena_bytes` on the int8 export, see tests/test_sinc.py):
+What this model means for the device (`python -m kws_tf.model --model=sincnet --C=162`; the
+int8 export of a 1-epoch run: `python -m kws_tf.export --int8`; tests/test_sinc.py):
   - no MFCC front-end runs on the device: the model input is the PCM itself, 16,000 int8
-    samples = a 16,000-byte input tensor per inference (MFCC: 101 x 32 = 3,232 bytes);
-  - MACs per 1 s window: 11.7 M (SincConv 8.08 M of it, 69 %), DS-CNN 17.3 M, SparkNet C=32
-    1.07 M. Run every 40 ms on a sliding 1 s window: 25 x 11.7 M = 293 M MACs per second
-    of audio. As a stream (each layer computing only its new outputs, state kept between
-    hops) about 11.7 M MACs per second of audio -- but no streaming (step) form exists for
-    this model yet, and the stride-8 filterbank + pooling need 8..64-sample alignment;
-  - arena: the filterbank's int8 output (2,000 x 40 = 80,000 bytes) is live together with
-    the 16,000-byte input: the tensor arena needs ~100 KB (measured: see the test output /
-    report), against ~20 KB for SparkNet C=32 -- on a 256 KB-RAM board it fits, but it is
-    the largest buffer of the whole sketch.
+    samples = a 16,000-byte input tensor per inference (MFCC: 101 x 32 = 3,232 bytes), and
+    the ~30 k instructions per MFCC frame of the portable core disappear;
+  - MACs per 1 s window: 17.96 M, of which the filterbank 8.08 M (45 %), the 1x1 convolutions
+    8.69 M, the depthwise ones 1.18 M (DS-CNN on our MFCC: 17.3 M, MLPerf's DS-CNN 2.66 M,
+    SparkNet C=32 1.07 M). Run every 40 ms on a sliding 1 s window: 25 x 17.96 M = 449 M MACs
+    per second of audio. As a stream (each layer computing only its new outputs, state kept
+    between hops) about 18 M MACs per second of audio -- but no step (streaming) form of this
+    model exists, and the strides/pools (8 x 2 x 2 x 2 ...) make its hop 64..1024 samples;
+  - time, estimated from ../shared/ON_CHIP.md's Cortex-M4 unit costs (CMSIS-NN 1x1 conv ~3.4,
+    depthwise ~13 instructions per MAC; the 1x101 filterbank assumed at the 1x1 rate):
+    ~72 M instructions per inference, ~1.4-1.7 s at 64 MHz -- the Nano 33 BLE cannot run
+    even one inference per second of audio with it (not measured on a board or emulator);
+  - flash: 95,968 bytes of int8 flatbuffer (60,788 weights + per-channel quantisation);
+  - arena: the filterbank's output (2,000 x 40 = 80,000 bytes) and the first block's 1x1
+    output (500 x 162 = 81,000 bytes) each live next to their neighbours: 162,000 bytes of
+    tensor arena on the host (`kws_tf.tflm.min_arena_bytes`), against 21,192 for SparkNet
+    C=32 -- it fits the board's 256 KB RAM next to the sketch's ~42 KB, but only just.
 """
 
 from __future__ import annotations
