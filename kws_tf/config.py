@@ -81,11 +81,12 @@ SCHEMA = {
         "momentum": Field("number", 0.0, 1.0, hi_open=True),
         "weight_decay": Field("number", 0.0, 1.0),
     },
-    "schedule": {
-        "name": Field("str", choices=("poly_hold_decay",)),
-        "warmup_fraction": _prob(),
-        "hold_fraction": _prob(),
-        "power": Field("number", 0.0, lo_open=True),
+    "schedule": {  # kws_tf.schedules.from_config; which optional keys a schedule needs: SCHEDULE_KEYS
+        "name": Field("str", choices=("poly_hold_decay", "warmup_cosine")),
+        "warmup_fraction": Field("number", 0.0, 1.0, required=False),
+        "hold_fraction": Field("number", 0.0, 1.0, required=False),
+        "power": Field("number", 0.0, lo_open=True, required=False),
+        "warmup_epochs": Field("number", 0.0, required=False),
         "min_lr": Field("number", 0.0),
     },
     "epochs": Field("int", 1, 100_000),
@@ -115,6 +116,9 @@ SCHEMA = {
     },
 }
 OPTIONAL_SECTIONS = ("prune",)
+# schedule name -> the optional schedule keys it needs (the others listed here are refused)
+SCHEDULE_KEYS = {"poly_hold_decay": ("warmup_fraction", "hold_fraction", "power"),
+                 "warmup_cosine": ("warmup_epochs",)}
 REQUIRED = tuple(k for k, f in SCHEMA.items()
                  if (not isinstance(f, Field) and k not in OPTIONAL_SECTIONS) or (isinstance(f, Field) and f.required))
 
@@ -167,7 +171,15 @@ def problems(cfg, extra_keys=()) -> list[str]:
         return out
     # relations between fields (only once every field is valid)
     opt, sch, aug = cfg["optimizer"], cfg["schedule"], cfg["augment"]
-    if sch["warmup_fraction"] + sch["hold_fraction"] > 1.0:
+    needs = SCHEDULE_KEYS[sch["name"]]
+    for k in sorted({k for keys in SCHEDULE_KEYS.values() for k in keys}):
+        if k in needs and k not in sch:
+            out.append(f"missing key schedule.{k} (schedule {sch['name']!r} needs it)")
+        elif k not in needs and k in sch:
+            out.append(f"schedule.{k} does not apply to schedule {sch['name']!r} (it takes {', '.join(needs)})")
+    if out:
+        return out
+    if sch["name"] == "poly_hold_decay" and sch["warmup_fraction"] + sch["hold_fraction"] > 1.0:
         out.append("schedule.warmup_fraction + schedule.hold_fraction must be <= 1 "
                    f"(got {sch['warmup_fraction']} + {sch['hold_fraction']})")
     if sch["min_lr"] > opt["lr"]:

@@ -175,7 +175,7 @@ def deploy_model(model, fold_batchnorm: bool = True, gate: str = "tanh", classif
         for layer in layers:
             if isinstance(layer, keras.layers.BatchNormalization) and layer.axis in ([-1], [3], -1, 3):
                 src = by_output.get(id(layer.input))
-                if isinstance(src, conv_types) and sole_input(src.output):
+                if isinstance(src, conv_types) and not hasattr(src, "deployed") and sole_input(src.output):
                     fold_into[src.name] = layer
     # plain ReLU layers that alone consume a tensor: candidates for fusion into a conv.
     relu_of: dict[int, object] = {}
@@ -225,14 +225,15 @@ def deploy_model(model, fold_batchnorm: bool = True, gate: str = "tanh", classif
         if layer.name in fold_into:
             pending[fold_into[layer.name].name] = (layer, x)
             continue
-        if isinstance(layer, conv_types):
-            add_conv(layer, x, layer.output, layer.get_weights())
-            continue
         if hasattr(layer, "deployed"):
             # A custom layer that knows its inference form in plain layers (e.g. SubSpectral Norm
             # as a per-channel affine, sinc filters as an ordinary convolution): `deployed(x)`
             # applies those layers, weights set, to the new tensor and returns the output.
+            # Checked before the convolutions: a conv subclass with a deployed form uses it.
             tensors[id(layer.output)] = layer.deployed(x)
+            continue
+        if isinstance(layer, conv_types):
+            add_conv(layer, x, layer.output, layer.get_weights())
             continue
         if (gate == "secant" and isinstance(layer, keras.layers.Activation)
                 and keras.activations.serialize(layer.activation) == "tanh" and id(layer.output) in gate_inputs):

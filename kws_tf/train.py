@@ -132,7 +132,7 @@ def _build(run_config: dict, total_steps: int):
     import tf_keras as keras
 
     from kws_tf import models
-    from kws_tf.schedules import PolyHoldDecay
+    from kws_tf import schedules
 
     net = models.build_model(
         run_config["model"], run_config["channels"], sigma=run_config["gate"]["sigma"],
@@ -147,8 +147,7 @@ def _build(run_config: dict, total_steps: int):
     opt_cfg, sch = run_config["optimizer"], run_config["schedule"]
     if opt_cfg.get("name", "sgd") != "sgd":
         raise config_lib.ConfigError(f"unsupported optimizer {opt_cfg['name']!r} (only sgd)")
-    schedule = PolyHoldDecay(opt_cfg["lr"], total_steps, sch["warmup_fraction"], sch["hold_fraction"],
-                             sch["power"], sch["min_lr"])
+    schedule = schedules.from_config(sch, opt_cfg["lr"], total_steps, total_steps // run_config["epochs"])
     optimizer = keras.optimizers.SGD(learning_rate=schedule, momentum=opt_cfg["momentum"])
     net.compile(
         optimizer=optimizer,

@@ -64,7 +64,8 @@ def _register_builtin() -> None:
     register(ModelSpec("sparknet", sparknet.build_sparknet, "mfcc", sparknet.custom_objects,
                        "SparkNet: learned sparse MFCC mask + one linear layer"))
     register(ModelSpec("dscnn", dscnn.build_dscnn, "mfcc", dict, "MLPerf Tiny DS-CNN"))
-    register(ModelSpec("bcresnet", bcresnet.build_bcresnet, "mfcc", dict, "BC-ResNet (broadcasted residual)"))
+    register(ModelSpec("bcresnet", bcresnet.build_bcresnet, "logmel", bcresnet.custom_objects,
+                       "BC-ResNet (broadcasted residual, SubSpectral Norm) on 40 log-mel bands"))
     from kws_tf.models import sincnet
 
     register(ModelSpec("sincnet", sincnet.build_sincnet, "waveform", sincnet.custom_objects,
