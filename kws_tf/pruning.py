@@ -130,7 +130,11 @@ def strip(model):
         for weight, mask, _ in layer.pruning_vars:
             weight.assign(weight * mask)
     stripped = tfmot.sparsity.keras.strip_pruning(model)
-    return keras.Model(stripped.inputs, stripped.outputs, name=model.name)
+    # strip_pruning reuses the layer objects, which then belong to two graphs (`layer.output` would be
+    # the wrapped model's); a clone from config with the weights copied has layers of its own.
+    fresh = keras.models.clone_model(stripped)
+    fresh.set_weights(stripped.get_weights())
+    return keras.Model(fresh.inputs, fresh.outputs, name=model.name)
 
 
 def measured_sparsity(model) -> dict:
@@ -146,3 +150,13 @@ def measured_sparsity(model) -> dict:
         zeros += z
         size += w.size
     return {"overall": zeros / size if size else 0.0, "zeros": zeros, "size": int(size), "layers": layers}
+
+
+def train_hooks(prune: dict | None, total_steps: int, steps_per_epoch: int) -> dict:
+    """What kws_tf.train's callbacks need for a pruned run (nothing for a dense one):
+    the pruning callbacks, to run first, the first epoch that may be kept as best, and the
+    stripped model whose weights best.weights.h5 holds (loadable into the ordinary model)."""
+    if not prune:
+        return {}
+    return {"first": callbacks(), "best_from_epoch": first_sparse_epoch(prune, total_steps, steps_per_epoch),
+            "best_model": strip}
