@@ -59,6 +59,8 @@ def define_flags():
     flags.DEFINE_enum("time_average", None, ["full", "interior"],
                       "SparkNet's time average: over all 101 gate frames (the paper) or only the 'interior' ones "
                       "whose receptive field lies inside the window (streams identically, no look-ahead).")
+    flags.DEFINE_float("target_sparsity", None, "Prune the Conv2D/Dense kernels during training to this fraction of "
+                       "zeros (kws_tf.pruning; the config's prune block or its defaults for the rest; 0: dense).")
     flags.DEFINE_integer("stop_after_epochs", None, "Stop this invocation after N epochs (continue later with --resume).")
     flags.DEFINE_enum("verbose", "auto", ["auto", "bar", "epoch", "quiet"],
                       "Progress output: 'auto' = a progress bar on a terminal, one line per epoch otherwise "
@@ -71,8 +73,8 @@ class RunError(RuntimeError):
 
 # Fields that must match for --resume to continue a run.
 RESUME_KEYS = ("model", "channels", "gate", "ce_weight", "optimizer", "schedule", "epochs", "batch_size",
-               "augment", "seed", "data", "time_average")
-RESUME_DEFAULTS = {"time_average": "full"}  # runs written before the key existed
+               "augment", "seed", "data", "time_average", "prune")
+RESUME_DEFAULTS = {"time_average": "full", "prune": None}  # runs written before the key existed
 
 
 def _check_writable(model_dir: pathlib.Path) -> None:
@@ -128,7 +130,9 @@ def _load_data(run_config: dict, log):
     return ds
 
 
-def _build(run_config: dict, total_steps: int):
+def _build(run_config: dict, total_steps: int, prune: bool = False):
+    """The compiled model; `prune`: with the config's pruning wrappers (for training; a model to
+    load weights into, e.g. export's, is the ordinary one: best.weights.h5 is saved stripped)."""
     import tf_keras as keras
 
     from kws_tf import models
@@ -144,6 +148,10 @@ def _build(run_config: dict, total_steps: int):
     if tuple(net.input_shape[1:]) != fe.input_shape:  # a registry entry naming the wrong front-end
         raise config_lib.ConfigError(f"model {run_config['model']} takes input {tuple(net.input_shape[1:])} but "
                                      f"declares the front-end {frontends.shape_summary(fe)}")
+    if prune and run_config.get("prune"):
+        from kws_tf import pruning
+
+        net = pruning.wrap(net, run_config["prune"], total_steps)
     opt_cfg, sch = run_config["optimizer"], run_config["schedule"]
     if opt_cfg.get("name", "sgd") != "sgd":
         raise config_lib.ConfigError(f"unsupported optimizer {opt_cfg['name']!r} (only sgd)")
@@ -159,7 +167,8 @@ def _build(run_config: dict, total_steps: int):
     return net, optimizer
 
 
-def _callbacks(model_dir: pathlib.Path, ckpt, state: dict, batch_size: int, steps: int, log):
+def _callbacks(model_dir: pathlib.Path, ckpt, state: dict, batch_size: int, steps: int, log,
+               first=(), best_from_epoch: int = 1, best_model=lambda m: m):
     import tf_keras as keras
 
     from kws_tf.fsutil import atomic_save, atomic_write_json
@@ -182,8 +191,8 @@ def _callbacks(model_dir: pathlib.Path, ckpt, state: dict, batch_size: int, step
 
         def on_epoch_end(self, epoch, logs=None):
             val = float(logs.get("val_accuracy", float("nan")))
-            if val > state.get("best_val_accuracy", -1.0):
-                atomic_save(model_dir / "best.weights.h5", self.model.save_weights)
+            if val > state.get("best_val_accuracy", -1.0) and epoch + 1 >= best_from_epoch:
+                atomic_save(model_dir / "best.weights.h5", best_model(self.model).save_weights)
                 state.update(best_val_accuracy=val, best_epoch=epoch + 1)
             name = f"epoch_{epoch + 1:04d}"
             tmp = ckpt_dir / f".tmp-{name}"
@@ -197,8 +206,9 @@ def _callbacks(model_dir: pathlib.Path, ckpt, state: dict, batch_size: int, step
             for old in ckpt_dir.glob("epoch_*"):
                 if old.name != name:
                     shutil.rmtree(old, ignore_errors=True)
-            log(f"epoch {epoch + 1}: val_accuracy {val:.4f} (best {state['best_val_accuracy']:.4f} "
-                f"at epoch {state['best_epoch']}), {logs['samples_per_sec']:.0f} samples/s")
+            best = (f"best {state['best_val_accuracy']:.4f} at epoch {state['best_epoch']}" if "best_epoch" in state
+                    else f"best kept from epoch {best_from_epoch}, when pruning ends")
+            log(f"epoch {epoch + 1}: val_accuracy {val:.4f} ({best}), {logs['samples_per_sec']:.0f} samples/s")
 
     class History1(keras.callbacks.CSVLogger):
         """history.csv with epochs counted from 1, as the console and checkpoints count them."""
@@ -209,6 +219,7 @@ def _callbacks(model_dir: pathlib.Path, ckpt, state: dict, batch_size: int, step
     # The progress bar is listed before the epoch summary so that it finishes its line first
     # (Keras otherwise appends its own logger after every user callback).
     return [
+        *first,  # pruning re-applies its masks at epoch end: before anything saves weights
         Throughput(),
         keras.callbacks.ProgbarLogger(count_mode="steps"),
         BestAndCheckpoint(),
@@ -277,7 +288,7 @@ def run_training(run_config: dict, model_dir, resume: bool = False, verbose: str
     import tensorflow as tf
     import tf_keras as keras
 
-    from kws_tf import augment, data, features
+    from kws_tf import augment, data, features, pruning
     from kws_tf.fsutil import atomic_save, atomic_write_json
 
     tf.config.experimental.enable_op_determinism()
@@ -306,7 +317,7 @@ def run_training(run_config: dict, model_dir, resume: bool = False, verbose: str
 
     epochs, batch_size = run_config["epochs"], run_config["batch_size"]
     steps = data.steps_per_epoch(len(dataset.train), batch_size)
-    net, optimizer = _build(run_config, total_steps=epochs * steps)
+    net, optimizer = _build(run_config, total_steps=epochs * steps, prune=True)
 
     model_dir.mkdir(parents=True, exist_ok=True)
     if write_norm:
@@ -332,13 +343,15 @@ def run_training(run_config: dict, model_dir, resume: bool = False, verbose: str
             verbose = "bar" if sys.stdout.isatty() else "epoch"
         fit_verbose = {"bar": 1, "epoch": 2, "quiet": 0}[verbose]
         net.fit(train_ds, epochs=end_epoch, initial_epoch=start_epoch, steps_per_epoch=steps,
-                validation_data=val_ds, callbacks=_callbacks(model_dir, ckpt, state, batch_size, steps, log),
+                validation_data=val_ds, callbacks=_callbacks(model_dir, ckpt, state, batch_size, steps, log,
+                                                              **pruning.train_hooks(run_config.get("prune"), epochs * steps, steps)),
                 verbose=fit_verbose)
     train_seconds = time.perf_counter() - t0
     if end_epoch < epochs:
         log(f"stopped after epoch {end_epoch} of {epochs}; rerun with --resume to continue")
         return None
 
+    net = pruning.strip(net)  # model.keras is an ordinary model
     net.load_weights(str(model_dir / "best.weights.h5"))
     atomic_save(model_dir / "model.keras", net.save)
     extra = {
@@ -348,6 +361,8 @@ def run_training(run_config: dict, model_dir, resume: bool = False, verbose: str
         "data_source": dataset.source,
         "train_seconds_this_invocation": train_seconds,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
+        "prune": run_config.get("prune"),
+        "sparsity": pruning.measured_sparsity(net),  # zeros / size of the Conv2D/Dense kernels
     }
     report = write_report(net, dataset, normalization, model_dir, extra)
     log(f"done: val_accuracy {report['val_accuracy']:.4f}"
@@ -403,6 +418,9 @@ def resolve_config(flag_values) -> dict:
         raise config_lib.ConfigError("; ".join(problems))
     _check_run_flags(flag_values)
     cfg = config_lib.with_overrides(cfg, overrides)
+    from kws_tf import pruning
+
+    cfg = pruning.config_with_target(cfg, getattr(flag_values, "target_sparsity", None))
     source = flag_values.config or config_lib.default_config_path(flag_values.C, flag_values.model)
     config_lib.validate(cfg, f"config {source} with the given flags")
     cfg["seed"] = getattr(flag_values, "seed", 0) or 0
