@@ -35,13 +35,17 @@ frequency constraint; SSN holds 5x BN's affine parameters, so tau=1 has 1,472 fe
 7,760 on 40 log-mel; 7,660 on 32 MFCC, whose 4 remaining bins give a 5x4 head kernel).
 
 Remaining departures from the paper / reference code:
-  - front-end: kws_tf's log-mel (25 ms window, Slaney mel filters, kws_tf's normalisation)
-    rather than torchaudio's MelSpectrogram (30 ms window, HTK mel, log(mel + 1e-6));
+  - front-end: kws_tf's log-mel (25 ms window, Slaney area-normalised mel filters,
+    ln(mel + 1e-6), then per-band mean/std normalisation) rather than torchaudio's
+    MelSpectrogram (30 ms window, HTK mel filters, log(mel + 1e-6), not normalised);
   - SpecAugment masks the normalised features with 0 (the training mean; the reference
     zeroes raw log-mel) and mask widths are drawn 0..max inclusive (configs set max =
     the reference's parameter - 1, its widths being int(uniform(0, para)));
-  - TF "same" padding with stride 2 pads one more zero at the end than PyTorch's
-    symmetric padding (stem, first blocks of stages 2 and 3): a one-bin shift;
+  - TF "same" padding with stride 2 puts the odd zero at the end where PyTorch pads both
+    ends alike (stem, first blocks of stages 2 and 3): the strided outputs sample the
+    frequency axis one bin later;
+  - noise augmentation (configs): background noise at 0-20 dB SNR in 80% of the clips
+    where the reference scales a noise file by uniform(0, 0.1);
   - int8 deployment: swish is LOGISTIC + MUL in int8; `activation="relu"` replaces it if a
     target lacks LOGISTIC; SSN and the head's time padding take their deployed forms below.
 
