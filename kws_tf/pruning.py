@@ -21,9 +21,9 @@ so where it is not plain |w| (e.g. a gradient-based |w * dL/dw| score, or pruned
 allowed to regrow), this module differs from it.
 
 Prunable: the kernels of Conv2D (1x1 and kxk) and Dense layers; biases, batch-norm
-parameters and the gate (RelaxedBernoulliGate: no weights, a custom layer) are never
+parameters and the gate (RelaxedBernoulliGate: a custom layer, only its noise counter) are never
 wrapped. Depthwise kernels are left dense on purpose: a depthwise filter is one channel's
-few time (or frequency) taps (SparkNet: 11..29 per channel, under a fifth of C=32's
+few time (or frequency) taps (SparkNet: 11..29 per channel, about a fifth of C=32's
 weights), so pruning 90 % of it leaves one or two taps of that channel's filter, while
 the 1x1/dense matrices hold the redundant cross-channel weights that magnitude pruning
 removes cheaply; and on the board a zero tap costs the same as any other (dense kernels).
