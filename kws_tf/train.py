@@ -61,6 +61,13 @@ def define_flags():
                       "whose receptive field lies inside the window (streams identically, no look-ahead).")
     flags.DEFINE_float("target_sparsity", None, "Prune the Conv2D/Dense kernels during training to this fraction of "
                        "zeros (kws_tf.pruning; the config's prune block or its defaults for the rest; 0: dense).")
+    flags.DEFINE_string("strategy", "default",
+                        "Data parallelism (kws_tf.distribute): 'default' one device; 'mirrored' all local GPUs "
+                        "(or --cpu_replicas logical CPUs); 'multi_worker' one process per worker, cluster from "
+                        "TF_CONFIG. The config's batch_size stays the global batch, split over the replicas, so "
+                        "the learning rate stays the recipe's.")
+    flags.DEFINE_integer("cpu_replicas", None, "--strategy=mirrored on a machine without a GPU: mirror over this "
+                         "many logical CPU devices (tests the distributed path on CPUs).")
     flags.DEFINE_integer("stop_after_epochs", None, "Stop this invocation after N epochs (continue later with --resume).")
     flags.DEFINE_enum("verbose", "auto", ["auto", "bar", "epoch", "quiet"],
                       "Progress output: 'auto' = a progress bar on a terminal, one line per epoch otherwise "
@@ -183,7 +190,7 @@ def _callbacks(model_dir: pathlib.Path, ckpt, state: dict, batch_size: int, step
             dt = time.perf_counter() - self.t0
             logs["epoch_seconds"] = dt
             logs["samples_per_sec"] = steps * batch_size / dt
-            logs["lr"] = float(self.model.optimizer.learning_rate)
+            logs["lr"] = float(keras.backend.get_value(self.model.optimizer.learning_rate))  # also mirrored
 
     class BestAndCheckpoint(keras.callbacks.Callback):
         """Keep the best weights, then checkpoint; state.json is written last, so it
@@ -274,16 +281,22 @@ def write_report(net, dataset, normalization, model_dir: pathlib.Path, extra: di
 
 
 def run_training(run_config: dict, model_dir, resume: bool = False, verbose: str = "epoch", log=print,
-                 dataset=None, stop_after_epochs: int | None = None) -> dict | None:
+                 dataset=None, stop_after_epochs: int | None = None, strategy=None) -> dict | None:
     """Train per `run_config` (a resolved config with `seed` and `data`) into `model_dir`.
 
     `dataset` may be passed in (tests) instead of being loaded from `run_config['data']`.
     `stop_after_epochs` ends this invocation early (the run continues with resume=True).
+    `strategy` (kws_tf.distribute.make_strategy; None: one device) trains data-parallel; only the
+    chief keeps files, the other workers write into a temporary folder and return None.
     Returns the report dict, or None when stopped early.
     """
     model_dir = pathlib.Path(model_dir)
     config_lib.validate(run_config, "run configuration", extra_keys=("seed", "data"))
-    state = _check_model_dir(model_dir, run_config, resume)
+    from kws_tf import distribute
+
+    chief = distribute.is_chief(strategy)
+    # other workers read the chief's model_dir only to resume from its checkpoint
+    state = _check_model_dir(model_dir, run_config, resume) if chief or resume else None
 
     import tensorflow as tf
     import tf_keras as keras
@@ -317,12 +330,16 @@ def run_training(run_config: dict, model_dir, resume: bool = False, verbose: str
 
     epochs, batch_size = run_config["epochs"], run_config["batch_size"]
     steps = data.steps_per_epoch(len(dataset.train), batch_size)
-    net, optimizer = _build(run_config, total_steps=epochs * steps, prune=True)
+    distribute.check_batches(len(dataset.train), batch_size, strategy)
+    with (strategy or tf.distribute.get_strategy()).scope():
+        net, optimizer = _build(run_config, total_steps=epochs * steps, prune=True)
+    distribute.prepare_model(net, strategy)
+    out_dir = distribute.output_dir(model_dir, strategy)  # model_dir on the chief
 
-    model_dir.mkdir(parents=True, exist_ok=True)
+    out_dir.mkdir(parents=True, exist_ok=True)
     if write_norm:
-        atomic_write_json(norm_path, normalization.to_dict())
-    atomic_write_json(model_dir / "run_config.json", run_config)
+        atomic_write_json(out_dir / norm_path.name, normalization.to_dict())
+    atomic_write_json(out_dir / "run_config.json", run_config)
     ckpt = tf.train.Checkpoint(model=net, optimizer=optimizer)
     start_epoch = 0
     state = state or {}
@@ -339,18 +356,28 @@ def run_training(run_config: dict, model_dir, resume: bool = False, verbose: str
         train_ds = data.train_dataset(dataset.train, normalization, aug, dataset.noise, batch_size,
                                       run_config["seed"], start_epoch, epochs)
         val_ds = data.eval_dataset(dataset.validation, normalization, 256)
+        val_steps = None
+        if distribute.is_distributed(strategy):
+            log(f"data parallel: {distribute.describe(strategy)}, global batch {batch_size}")
+            train_ds, val_ds = (distribute.distribute_batches(strategy, lambda ds=ds: ds) for ds in (train_ds, val_ds))
+            val_steps = data.steps_per_epoch(len(dataset.validation), 256)
         if verbose == "auto":  # Keras draws its bar with \r even into files and pipes
             verbose = "bar" if sys.stdout.isatty() else "epoch"
         fit_verbose = {"bar": 1, "epoch": 2, "quiet": 0}[verbose]
         net.fit(train_ds, epochs=end_epoch, initial_epoch=start_epoch, steps_per_epoch=steps,
-                validation_data=val_ds, callbacks=_callbacks(model_dir, ckpt, state, batch_size, steps, log,
+                validation_data=val_ds, validation_steps=val_steps, callbacks=_callbacks(out_dir, ckpt, state, batch_size, steps, log,
                                                               **pruning.train_hooks(run_config.get("prune"), epochs * steps, steps)),
                 verbose=fit_verbose)
     train_seconds = time.perf_counter() - t0
+    if not chief:
+        distribute.discard_output_dir(out_dir, model_dir)
+        return None
     if end_epoch < epochs:
         log(f"stopped after epoch {end_epoch} of {epochs}; rerun with --resume to continue")
         return None
 
+    if distribute.is_distributed(strategy):  # a plain copy saves and evaluates without the other workers
+        net, _ = _build(run_config, total_steps=epochs * steps)
     net = pruning.strip(net)  # model.keras is an ordinary model
     net.load_weights(str(model_dir / "best.weights.h5"))
     atomic_save(model_dir / "model.keras", net.save)
@@ -440,14 +467,17 @@ def main(argv):
     if len(argv) > 1:
         sys.exit(f"error: unexpected arguments {argv[1:]}")
     logging.set_verbosity(logging.WARNING)
+    from kws_tf import distribute
     from kws_tf.data import DataError
 
     try:
         cfg = resolve_config(FLAGS)
         model_dir = FLAGS.model_dir or os.path.join("runs", f"{cfg['model']}_c{cfg['channels']}")
+        strategy = distribute.make_strategy(FLAGS.strategy, FLAGS.cpu_replicas)  # before any other TF work
         run_training(cfg, model_dir, resume=FLAGS.resume, verbose=FLAGS.verbose,
-                     log=lambda m: print(m, flush=True), stop_after_epochs=FLAGS.stop_after_epochs)
-    except (config_lib.ConfigError, DataError, RunError) as e:
+                     log=lambda m: print(m, flush=True), stop_after_epochs=FLAGS.stop_after_epochs,
+                     strategy=strategy)
+    except (config_lib.ConfigError, DataError, RunError, distribute.DistributeError) as e:
         sys.exit(f"error: {e}")
     except OSError as e:  # e.g. the disk filled up or the folder was made read-only mid-run
         where = f": {e.filename}" if getattr(e, "filename", None) else ""
