@@ -161,11 +161,11 @@ def _register_test_models():
     config_lib.SCHEMA["model"] = dataclasses.replace(field, choices=tuple(field.choices) + tuple(TEST_MODELS))
 
 
-def _cli(module: str, *args, timeout=900):
+def _cli(module: str, *args, timeout=900, ok=True):
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "tests")])}
     proc = subprocess.run([sys.executable, str(pathlib.Path(__file__)), module, *args], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=timeout)
-    assert proc.returncode == 0, f"{module} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    assert (proc.returncode == 0) == ok, f"{module} rc {proc.returncode}:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
     return proc.stdout + proc.stderr
 
 
@@ -224,6 +224,12 @@ def test_model_with_frontend_trains_exports_and_evaluates(model, tiny_config, sy
 
     with pytest.raises(simulate.SimulateError, match="streams micro_app's MFCC front-end only"):
         simulate.load_exported(exp)
+
+    # A run whose statistics belong to another front-end is refused, not silently misapplied.
+    if fe.name == "logmel":
+        (run / "normalization.json").write_text(json.dumps(features.Normalization.identity("mfcc").to_dict()))
+        out = _cli("kws_tf.export", "--int8", f"--model_dir={run}", f"--out={tmp_path / 'x'}", ok=False)
+        assert "error: normalisation" in out and "holds mfcc statistics but the model's front-end is logmel" in out
 
 
 if __name__ == "__main__":  # python tests/test_frontends.py <module> [flags]: a CLI with the test models
