@@ -432,7 +432,7 @@ def render_model_input_header(
         f"constexpr int kInputSteps = {fe.steps};\n",
         f"constexpr int kInputDim = {fe.dim};\n",
         f"constexpr float kPcmScale = {f32_literal(features.PCM_SCALE)};\n",
-        f"constexpr float kLogOffset = {f32_literal(features.LOG_OFFSET)};\n",
+        f"constexpr float kLogOffset = {f32_literal(features.LOG_OFFSET)};\n" if fe.normalized else "",
         norm,
         "\n// ---- int8 model input\n",
         f"constexpr float kInputScale = {f32_literal(input_scale)};\n",

@@ -15,6 +15,8 @@ own window, so a device can compute one frame per 10 ms hop from its newest
 
 Three implementations share those constants: `mfcc_frame_np` (one frame, NumPy),
 `mfcc_np` (a clip, NumPy reference) and `mfcc_tf` (a batch, TF graph for tf.data).
+`log_mel_np` / `log_mel_tf` are the same pipeline stopped before the DCT (the "logmel"
+front-end, 40 bands); `kws_tf.frontends` names the front-ends a model may declare.
 Features are laid out time-major, ``[frames, coefficients]`` = ``[101, 32]`` for a
 1 s clip, which is the model's input layout and the device's window layout.
 """

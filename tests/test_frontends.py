@@ -110,6 +110,29 @@ def test_normalization_records_its_frontend_and_refuses_another():
         codegen.frontend_tables(norm)
 
 
+def test_foreign_frontend_header_compiles_and_stops_a_micro_app_build(tmp_path):
+    import shutil
+
+    from kws_tf import codegen
+
+    if shutil.which("g++") is None:
+        pytest.skip("no g++")
+    lm = features.Normalization((0.5,) * features.NUM_LOGMEL, (2.0,) * features.NUM_LOGMEL, "logmel")
+    for norm, scale, zp in ((lm, 0.07, -3), (features.Normalization.identity("waveform"), 1 / 128, 0)):
+        (tmp_path / "kws_settings.h").write_text(codegen.render_model_input_header(norm, scale, zp, ops=("CONV_2D",)))
+        (tmp_path / "use.cc").write_text(
+            '#include "kws_settings.h"\n'
+            "static_assert(kws::kInputSteps * kws::kInputDim == %d, \"input size\");\n"
+            "int main() { return kws::kInputZeroPoint + kws::kNumClasses; }\n" % (
+                frontends.get(norm.frontend).steps * frontends.get(norm.frontend).dim))
+        cmd = ["g++", "-std=c++14", "-fsyntax-only", f"-I{tmp_path}", str(tmp_path / "use.cc")]
+        assert subprocess.run(cmd + ["-DKWS_ALLOW_FOREIGN_FRONTEND"], capture_output=True).returncode == 0
+        err = subprocess.run(cmd, capture_output=True, text=True)
+        assert err.returncode != 0 and f"this model takes {norm.frontend} input" in err.stderr
+    with pytest.raises(ValueError, match="gets render_model_input_header"):
+        codegen.render_frontend_header(lm, 0.07, 0)
+
+
 def test_clean_features_follow_the_normalisation(synth_folder):
     from kws_tf import data
 
@@ -196,7 +219,7 @@ def test_model_with_frontend_trains_exports_and_evaluates(model, tiny_config, sy
     assert json.loads((run / "report.json").read_text())["val_accuracy"] is not None
 
     log = _cli("kws_tf.export", "--int8", f"--model_dir={run}", f"--out={exp}", "--max_accuracy_drop=100",
-               "--timing_repeats=2")
+               "--timing_repeats=2", "--calibration_samples=64")
     report = json.loads((exp / "export_report.json").read_text())
     assert report["input"]["shape"] == [1, *fe.input_shape]
     assert report["frontend"]["name"] == fe.name
