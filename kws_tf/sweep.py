@@ -183,14 +183,25 @@ def _is_loopback(address: str | None) -> bool:
     return host in ("localhost", "::1") or host.startswith("127.")
 
 
+def import_ray_for(address: str | None):
+    """`import ray`, set up for `address` (before Ray reads its settings at import)."""
+    if _is_loopback(address) and not (address or "").startswith("ray://"):
+        # Ray swaps a loopback address for the machine's network address (so that other nodes can
+        # reach it) unless multi-node mode is off; a driver on the head node or a local instance
+        # has no other node to be reached from, so it stays on loopback.
+        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+    return import_ray()
+
+
 def connect(address: str | None):
     """ray.init: a local instance, or join `address`."""
-    if _is_loopback(address) and not (address or "").startswith("ray://"):
-        # On one machine Ray would otherwise swap the loopback address for the machine's network
-        # address (it does so to make multi-node clusters reachable); keep a local run on loopback.
-        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
-    ray = import_ray()
-    kwargs = {"log_to_driver": False, "configure_logging": True, "logging_level": "ERROR"}
+    ray = import_ray_for(address)
+    # Workers import kws_tf.sweep and their stages run `python -m kws_tf...` from the model_dir: give
+    # them this checkout first on their path (on other nodes it must be at the same path, or installed).
+    root = str(pathlib.Path(__file__).resolve().parent.parent)
+    path = os.pathsep.join([root] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p])
+    kwargs = {"log_to_driver": False, "configure_logging": True, "logging_level": "ERROR",
+              "runtime_env": {"env_vars": {"PYTHONPATH": path}}}
     try:
         if address:
             ray.init(address=address, **kwargs)
@@ -216,8 +227,8 @@ class Progress:
         self.last = None
 
     def show(self, done: int, running: int, failed: int, pending: int, note: str = "") -> None:
-        key = (done, running, failed, pending, note)
-        if key == self.last:
+        key = (done, running, failed, pending)
+        if key == self.last and not note:
             return
         self.last = key
         eta = ""
@@ -297,10 +308,7 @@ def sweep(sweep_path, out, address=None, max_parallel=None, retries=1, dry_run=F
                          f"remove it or choose another --out")
     todo = [job for job in jobs if states[job.name] != "complete"]
     if todo and not (dry_run or gather_only):
-        import importlib.util
-
-        if importlib.util.find_spec("ray") is None:
-            raise SweepError(INSTALL_HINT)
+        import_ray_for(address)  # a missing Ray is reported before any work
     if dry_run:
         for job in jobs:
             what = {"complete": "complete (skipped)", "same": "incomplete (resumed)", "new": "new"}[states[job.name]]
