@@ -30,5 +30,6 @@ setup(
     packages=find_packages(include=["kws_tf", "kws_tf.*"]),
     python_requires=">=3.10,<3.13",
     install_requires=INSTALL_REQUIRES,
-    extras_require={"dev": ["pytest>=8"]},
+    # `cluster`: kws_tf.sweep runs sweeps as Ray tasks (local or on a Ray cluster); nothing else needs it.
+    extras_require={"dev": ["pytest>=8"], "cluster": ["ray[default]==2.60.0"]},
 )

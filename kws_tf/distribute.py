@@ -146,9 +146,13 @@ def describe(strategy) -> str:
     return f"{kind} with {strategy.num_replicas_in_sync} replica(s){where}"
 
 
-def check_batches(n_train: int, batch_size: int, strategy) -> None:
-    """Refuse a global batch that cannot be split in equal pieces, or a last batch that leaves a replica empty."""
-    r = 1 if strategy is None else strategy.num_replicas_in_sync
+def replicas(strategy) -> int:
+    return 1 if strategy is None else strategy.num_replicas_in_sync
+
+
+def check_batches(n_train: int, batch_size: int, r: int) -> None:
+    """Refuse a global batch that cannot be split in equal pieces over `r` replicas, or a last
+    batch that would leave a replica without a clip."""
     if r == 1:
         return
     if batch_size % r:
@@ -214,7 +218,7 @@ def prepare_model(net, strategy) -> None:
 
     from kws_tf.gates import RelaxedBernoulliGate
 
-    if strategy is None or strategy.num_replicas_in_sync == 1:
+    if replicas(strategy) == 1:
         return
     for layer in net.submodules:
         if isinstance(layer, keras.layers.BatchNormalization):
