@@ -330,7 +330,7 @@ def run_training(run_config: dict, model_dir, resume: bool = False, verbose: str
 
     epochs, batch_size = run_config["epochs"], run_config["batch_size"]
     steps = data.steps_per_epoch(len(dataset.train), batch_size)
-    distribute.check_batches(len(dataset.train), batch_size, strategy)
+    distribute.check_batches(len(dataset.train), batch_size, distribute.replicas(strategy))
     with (strategy or tf.distribute.get_strategy()).scope():
         net, optimizer = _build(run_config, total_steps=epochs * steps, prune=True)
     distribute.prepare_model(net, strategy)
