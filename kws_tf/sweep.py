@@ -98,11 +98,15 @@ def _die_with_parent():
         pass
 
 
-def _last_error(log_path: pathlib.Path) -> str:
+def _last_error(log_path: pathlib.Path, offset: int = 0) -> str:
+    """The stage's `error: ...` line (else its last line), from what it wrote after `offset`."""
     try:
-        lines = [ln.strip() for ln in log_path.read_text(errors="replace").splitlines() if ln.strip()]
+        with open(log_path, "rb") as f:
+            f.seek(offset)
+            text = f.read().decode(errors="replace")
     except OSError:
         return ""
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.startswith("=== ")]
     errors = [ln for ln in lines if ln.startswith(("error:", "interrupted:"))]
     return (errors or lines or [""])[-1][:300]
 
@@ -136,6 +140,7 @@ def run_job(spec: dict, num_cpus: float = 1.0, num_gpus: float = 0.0) -> dict:
         if stage == "train" and (md / "run_config.json").exists():
             argv.append("--resume")
         t0 = time.time()
+        offset = (md / LOG).stat().st_size if (md / LOG).exists() else 0
         with open(md / LOG, "a") as log:
             log.write(f"\n=== {time.strftime('%Y-%m-%d %H:%M:%S')} {stage} on {platform.node()}: "
                       f"{' '.join(argv)}\n")
@@ -147,7 +152,7 @@ def run_job(spec: dict, num_cpus: float = 1.0, num_gpus: float = 0.0) -> dict:
         if rc != 0:
             ended = time.time()
             return {**base, "status": "failed", "stage": stage, "rc": rc, "ended": ended, "wall_s": ended - started,
-                    "stage_wall_s": stage_walls, "error": _last_error(md / LOG) or f"{stage} exited with {rc}"}
+                    "stage_wall_s": stage_walls, "error": _last_error(md / LOG, offset) or f"{stage} exited with {rc}"}
     ended = time.time()
     return {**base, "status": "done", "stage": None, "rc": 0, "ended": ended, "wall_s": ended - started,
             "stage_wall_s": stage_walls, "error": None}
@@ -265,8 +270,10 @@ def run_jobs(ray, jobs: list[sweep_jobs.Job], max_parallel: int, retries: int, l
                     res = ray.get(ref)
                 except ray.exceptions.RayError as e:  # worker died (after Ray's retries), node lost, task error
                     text = str(e).strip().splitlines()
-                    res = {"status": "failed", "stage": None, "rc": None, "started": t_submit, "ended": time.time(),
-                           "wall_s": time.time() - t_submit,
+                    attempt = _read_json(pathlib.Path(job.model_dir) / ATTEMPT) or {}
+                    started = max(t_submit, attempt.get("started") or t_submit)  # not the time it queued
+                    res = {"status": "failed", "stage": None, "rc": None, "started": started, "ended": time.time(),
+                           "wall_s": time.time() - started,
                            "error": f"{type(e).__name__}: {text[0] if text else ''}"[:300], "crashed": True}
                 attempts[job.name].append(res)
                 note = f"{job.name} {res['status']}"
