@@ -87,21 +87,32 @@ def sparse_mel(matrix: np.ndarray | None = None):
 
 
 def frontend_tables(normalization: features.Normalization) -> FrontendTables:
-    if normalization.frontend != "mfcc":
-        raise ValueError(f"micro_app's front-end computes MFCC; these are {normalization.frontend} statistics")
-    start, length, offset, weights = sparse_mel()
+    """The tables of the normalisation's front-end (MFCC; log-mel: 40 bands and an empty DCT)."""
+    fe = _device_frontend(normalization)
+    start, length, offset, weights = sparse_mel(features.mel_matrix(fe.mel_bands))
+    dct = features.dct_matrix() if fe.dct else np.zeros((0,), np.float32)
     return FrontendTables(
         window=np.asarray(features.hann_window(), np.float32),
         mel_start=start,
         mel_length=length,
         mel_offset=offset,
         mel_weights=weights,
-        dct=np.ascontiguousarray(features.dct_matrix(), np.float32).reshape(-1),
+        dct=np.ascontiguousarray(dct, np.float32).reshape(-1),
         norm_mean=normalization.mean_f32(),
         norm_inv_std=normalization.inv_std_f32(),
         log_offset=np.float32(features.LOG_OFFSET),
         pcm_scale=np.float32(features.PCM_SCALE),
     )
+
+
+def _device_frontend(normalization: features.Normalization):
+    """The front-end of these statistics if micro_app's C++ front-end computes it (`FrontEnd.mel_bands`)."""
+    from kws_tf import frontends
+
+    fe = frontends.get(normalization.frontend)
+    if fe.mel_bands is None:
+        raise ValueError(f"micro_app's front-end computes MFCC or log-mel; these are {fe.name} statistics")
+    return fe
 
 
 def input_inv_scale(scale: float) -> np.float32:
@@ -174,6 +185,8 @@ static_assert(kSampleRate == dims::kSampleRate && kWindowSamples == dims::kWindo
                   kNumMel == dims::kNumMel && kNumMfcc == dims::kNumMfcc &&
                   kNumFrames == dims::kNumFrames,
               "kws_settings.h was generated for other dimensions than the core");
+static_assert(kFrontEndDct == dims::kFrontEndDct,
+              "kws_settings.h is for another front-end than the core was built for (-DKWS_FRONTEND_LOGMEL)");
 static inline FrontendTables SettingsFrontendTables() {
   FrontendTables t;
   t.sample_rate = kSampleRate;
@@ -281,9 +294,10 @@ def render_frontend_header(
     and carries TFLM's softmax convention (1/256, -128) as a placeholder.
     `output_is_logits`: whether the device must apply a softmax to the output.
     """
-    if normalization.frontend != "mfcc":
-        raise ValueError(f"kws_settings.h drives micro_app's MFCC front-end; a {normalization.frontend} model "
-                         "gets render_model_input_header")
+    try:
+        fe = _device_frontend(normalization)
+    except ValueError as e:
+        raise ValueError(f"{e}: a {normalization.frontend} model gets render_model_input_header") from None
     if not input_scale > 0:
         raise ValueError("input_scale must be positive")
     if not -128 <= int(input_zero_point) <= 127:
@@ -316,8 +330,10 @@ def render_frontend_header(
         f"constexpr int kHopSamples = {features.HOP_SAMPLES};\n",
         f"constexpr int kFftSize = {features.FFT_SIZE};\n",
         f"constexpr int kNumFftBins = {features.NUM_FFT_BINS};\n",
-        f"constexpr int kNumMel = {features.NUM_MEL};\n",
-        f"constexpr int kNumMfcc = {features.NUM_MFCC};\n",
+        f"// Front-end: {fe.name}; the core must be built for it (kws_dims.h{'' if fe.dct else ', -DKWS_FRONTEND_LOGMEL'}).\n",
+        f"constexpr bool kFrontEndDct = {'true' if fe.dct else 'false'};\n",
+        f"constexpr int kNumMel = {fe.mel_bands};\n",
+        f"constexpr int kNumMfcc = {fe.dim};  // features per frame\n",
         f"constexpr int kNumFrames = {features.NUM_FRAMES};\n",
         f"constexpr float kLogOffset = {f32_literal(tables.log_offset)};\n",
         f"constexpr float kPcmScale = {f32_literal(tables.pcm_scale)};\n",
@@ -334,8 +350,9 @@ def render_frontend_header(
         _float_array("kMelWeights", tables.mel_weights, "kMelWeightCount"),
         "static_assert(kMelOffset[kNumMel - 1] + kMelLength[kNumMel - 1] == kMelWeightCount,\n"
         "              \"mel weights are contiguous\");\n",
-        "\n// ---- orthonormal DCT-II, row-major [kNumMel][kNumMfcc]: mfcc = log_mel @ kDct\n",
-        _float_array("kDct", tables.dct, "kNumMel * kNumMfcc"),
+        ("\n// ---- orthonormal DCT-II, row-major [kNumMel][kNumMfcc]: mfcc = log_mel @ kDct\n"
+         + _float_array("kDct", tables.dct, "kNumMel * kNumMfcc")) if fe.dct else
+        "\n// ---- no DCT: the features are the log-mel bands\nconstexpr const float* kDct = nullptr;\n",
         "\n// ---- per-coefficient normalisation: (x - kNormMean[c]) * kNormInvStd[c]\n",
         _float_array("kNormMean", tables.norm_mean, "kNumMfcc"),
         _float_array("kNormInvStd", tables.norm_inv_std, "kNumMfcc"),
@@ -389,14 +406,14 @@ def render_model_input_header(
     output_zero_point: int = DEFAULT_OUTPUT_ZERO_POINT,
     output_is_logits: bool = True,
 ) -> str:
-    """`kws_settings.h` for a model whose front-end micro_app does not compute (`FrontEnd.streams`
-    false: log-mel, waveform): the model's input and output as the device must produce and read
-    them, and an `#error` (unless `KWS_ALLOW_FOREIGN_FRONTEND` is defined), because the sketch
-    and the portable core would otherwise feed it MFCC frames without a word."""
+    """`kws_settings.h` for a model whose front-end micro_app does not compute (`FrontEnd.mel_bands`
+    None: the waveform): the model's input and output as the device must produce and read them,
+    and an `#error` (unless `KWS_ALLOW_FOREIGN_FRONTEND` is defined), because the sketch and the
+    portable core would otherwise feed it MFCC frames without a word."""
     from kws_tf import frontends
 
     fe = frontends.get(normalization.frontend)
-    if fe.streams:
+    if fe.mel_bands is not None:
         raise ValueError(f"a {fe.name} model gets render_frontend_header")
     if not input_scale > 0:
         raise ValueError("input_scale must be positive")
@@ -418,13 +435,13 @@ def render_model_input_header(
         "// Do not edit: regenerate with kws_tf.export.\n"
         f"// Model: {model_name}\n"
         f"// Front-end: {frontends.shape_summary(fe)}.\n"
-        "// micro_app/src computes only the MFCC front-end (mfcc_frontend.*), so this header does not\n"
+        "// micro_app/src computes only the MFCC and log-mel front-ends (mfcc_frontend.*), so this header does not\n"
         "// drive it: it describes the model's input and output for a board that produces them itself.\n",
         how,
         f"// Ops: {', '.join(ops) if ops else '(none listed)'}\n",
         "#ifndef KWS_SETTINGS_H_\n#define KWS_SETTINGS_H_\n\n#include <stdint.h>\n\n",
         "#ifndef KWS_ALLOW_FOREIGN_FRONTEND\n",
-        f'#error "kws_settings.h: this model takes {fe.name} input, which micro_app\'s MFCC front-end does not '
+        f'#error "kws_settings.h: this model takes {fe.name} input, which micro_app\'s front-end does not '
         'compute (define KWS_ALLOW_FOREIGN_FRONTEND to use these constants in your own app)"\n',
         "#endif\n\nnamespace kws {\n\n",
         f"constexpr const char* kFrontEnd = {_c_string(fe.name)};\n",

@@ -194,7 +194,7 @@ def export_model(
         raise ExportError(f"{net.name} takes input {tuple(net.input_shape[1:])}, but its front-end "
                           f"{frontends.shape_summary(fe)} gives {fe.input_shape}")
     no_stream = (None if fe.streams else
-                 f"the {fe.name} front-end has no C++ implementation in micro_app (only mfcc streams)")
+                 f"the {fe.name} front-end does not stream (the step model and the streaming twin are mfcc-only)")
 
     # 2. data and features
     from kws_tf import data as data_lib
@@ -387,7 +387,7 @@ def export_model(
     used = set(info.ops) | set(step_info.ops if step_info else ())
     ops = tuple(op for op in micro_ops if op in used)
     model_name = f"{trained.model_dir.resolve().name} ({net.name}, {chosen.upper()} int8, {gate} gate)"
-    if no_stream:
+    if fe.mel_bands is None:  # no C++ front-end computes it (the waveform: the device feeds its PCM)
         settings_h = codegen.render_model_input_header(
             norm, input_scale=in_q[0], input_zero_point=in_q[1], labels=labels.LABELS, ops=ops,
             arena_bytes=arena_device, model_name=model_name, output_scale=out_q[0], output_zero_point=out_q[1],
@@ -395,6 +395,8 @@ def export_model(
         log(f"      kws_settings.h describes the {fe.name} model input and stops a micro_app build with "
             f"#error: {no_stream}")
     else:
+        if not fe.dct:
+            log("      kws_settings.h: the log-mel front-end; build micro_app with -DKWS_FRONTEND_LOGMEL")
         settings_h = codegen.render_frontend_header(
             norm, input_scale=in_q[0], input_zero_point=in_q[1], labels=labels.LABELS, ops=ops,
             arena_bytes=arena_device, model_name=model_name, output_scale=out_q[0], output_zero_point=out_q[1],

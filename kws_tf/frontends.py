@@ -6,11 +6,13 @@ width, coefficients as channels) and says how those features are prepared for in
   mfcc      101 frames x 32 MFCC (kws_tf.features): per-coefficient mean/std from the
             training clips, int8 input scale from calibration, SpecAugment applies. The
             per-frame step model and the streaming twin exist for it (micro_app computes it).
-            The others have no C++ front-end yet: their exports carry no step model and the
-            twin refuses them (see `streams`).
+            The others do not stream yet (the ctypes twin and the step model are MFCC-only):
+            their exports carry no step model and the twin refuses them (see `streams`).
   logmel    101 frames x 40 log-mel energies: the MFCC pipeline stopped before the DCT
             (same framing, window, FFT, Slaney bands, `ln(mel + LOG_OFFSET)`), as BC-ResNet
             was published. Normalised and quantised like the MFCC; SpecAugment applies.
+            micro_app computes it when its core is built with -DKWS_FRONTEND_LOGMEL (the
+            generated kws_settings.h says kFrontEndDct = false and checks the build).
   waveform  16000 samples x 1: the PCM as float in [-1, 1) (`features.PCM_SCALE`). Not
             normalised (identity statistics, recorded as such): the scale is already fixed,
             a data-derived std would only make the int8 input scale depend on the training
@@ -52,6 +54,10 @@ class FrontEnd:
     # streaming twin (simulate/native) and the operating point calibrated on streams exist for it.
     streams: bool
     fixed_input_quant: tuple | None = None  # (scale, zero_point) of the int8 input; None: calibrated
+    # micro_app's C++ front-end (mfcc_frontend.*) can compute it from a generated kws_settings.h:
+    # its mel band count and whether the DCT follows (the core's build profile, kws_dims.h).
+    mel_bands: int | None = None
+    dct: bool = False
     summary: str = ""
 
     @property
@@ -95,10 +101,10 @@ _FRONTENDS = {
     fe.name: fe
     for fe in (
         FrontEnd("mfcc", features.NUM_FRAMES, features.NUM_MFCC, features.mfcc_np, features.mfcc_tf,
-                 normalized=True, spec_augment=True, streams=True,
+                 normalized=True, spec_augment=True, streams=True, mel_bands=features.NUM_MEL, dct=True,
                  summary=f"{features.NUM_FRAMES} frames x {features.NUM_MFCC} MFCC"),
         FrontEnd("logmel", features.NUM_FRAMES, features.NUM_LOGMEL, features.log_mel_np, features.log_mel_tf,
-                 normalized=True, spec_augment=True, streams=False,
+                 normalized=True, spec_augment=True, streams=False, mel_bands=features.NUM_LOGMEL, dct=False,
                  summary=f"{features.NUM_FRAMES} frames x {features.NUM_LOGMEL} log-mel bands"),
         FrontEnd("waveform", features.CLIP_SAMPLES, 1, _waveform_np, _waveform_tf,
                  normalized=False, spec_augment=False, streams=False,

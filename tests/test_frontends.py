@@ -106,19 +106,19 @@ def test_normalization_records_its_frontend_and_refuses_another():
     assert features.Normalization.identity("waveform").dim == 1
     from kws_tf import codegen
 
-    with pytest.raises(ValueError, match="micro_app's front-end computes MFCC"):
-        codegen.frontend_tables(norm)
+    with pytest.raises(ValueError, match="micro_app's front-end computes MFCC or log-mel"):
+        codegen.frontend_tables(features.Normalization.identity("waveform"))
+    assert codegen.frontend_tables(norm).dct.size == 0 and codegen.frontend_tables(norm).mel_start.size == 40
 
 
-def test_foreign_frontend_header_compiles_and_stops_a_micro_app_build(tmp_path):
+def test_waveform_header_compiles_and_stops_a_micro_app_build(tmp_path):
     import shutil
 
     from kws_tf import codegen
 
     if shutil.which("g++") is None:
         pytest.skip("no g++")
-    lm = features.Normalization((0.5,) * features.NUM_LOGMEL, (2.0,) * features.NUM_LOGMEL, "logmel")
-    for norm, scale, zp in ((lm, 0.07, -3), (features.Normalization.identity("waveform"), 1 / 128, 0)):
+    for norm, scale, zp in ((features.Normalization.identity("waveform"), 1 / 128, 0),):
         (tmp_path / "kws_settings.h").write_text(codegen.render_model_input_header(norm, scale, zp, ops=("CONV_2D",)))
         (tmp_path / "use.cc").write_text(
             '#include "kws_settings.h"\n'
@@ -130,7 +130,82 @@ def test_foreign_frontend_header_compiles_and_stops_a_micro_app_build(tmp_path):
         err = subprocess.run(cmd, capture_output=True, text=True)
         assert err.returncode != 0 and f"this model takes {norm.frontend} input" in err.stderr
     with pytest.raises(ValueError, match="gets render_model_input_header"):
-        codegen.render_frontend_header(lm, 0.07, 0)
+        codegen.render_frontend_header(features.Normalization.identity("waveform"), 1 / 128, 0)
+    with pytest.raises(ValueError, match="gets render_frontend_header"):
+        codegen.render_model_input_header(features.Normalization.identity("logmel"), 0.1, 0)
+
+
+_DRIVER = r"""
+#include <stdint.h>
+#include <stdio.h>
+#include <vector>
+#include "mfcc_frontend.h"
+#include "kws_settings.h"
+struct Sink : kws::FrameSink {
+  FILE* f;
+  void OnFrame(const int8_t* q, const float* m) override {
+    fwrite(q, 1, kws::dims::kNumMfcc, f);
+    fwrite(m, sizeof(float), kws::dims::kNumMfcc, f);
+  }
+};
+int main(int argc, char** argv) {
+  kws::MfccFrontend fe;
+  if (argc != 3 || !fe.Init(kws::SettingsFrontendTables())) return 2;
+  std::vector<int16_t> pcm;
+  int16_t s;
+  FILE* in = fopen(argv[1], "rb");
+  while (fread(&s, sizeof(s), 1, in) == 1) pcm.push_back(s);
+  fclose(in);
+  pcm.resize(pcm.size() + kws::dims::kWindowSamples / 2, 0);  // flush: the clip's last frames
+  Sink sink;
+  sink.f = fopen(argv[2], "wb");
+  fe.FeedSamples(pcm.data(), static_cast<int>(pcm.size()), &sink);
+  fclose(sink.f);
+  return 0;
+}
+"""
+
+
+@pytest.mark.parametrize("name", ["logmel", "mfcc"])
+def test_generated_header_drives_the_cpp_frontend(name, tmp_path):
+    """micro_app's front-end, built for the profile the generated header names (log-mel:
+    -DKWS_FRONTEND_LOGMEL, no DCT), computes the Python front-end's features: float features
+    to float32 rounding, int8 ones within one step (the MFCC parity bar of test_micro_core)."""
+    import shutil
+
+    from kws_tf import codegen
+
+    if shutil.which("g++") is None:
+        pytest.skip("no g++")
+    fe = frontends.get(name)
+    clips = _clips(3, seed=1)
+    clips[2] = (clips[2] // 200).astype(np.int16)  # a quiet clip: the log offset matters
+    norm = features.Normalization.from_features(np.stack([fe.np(c) for c in clips]), frontend=name)
+    scale, zp = 4.0 / 127.0, -3
+    (tmp_path / "kws_settings.h").write_text(codegen.render_frontend_header(norm, scale, zp))
+    (tmp_path / "driver.cc").write_text(_DRIVER)
+    src = ROOT / "micro_app" / "src"
+    exe = tmp_path / "frontend"
+    cmd = ["g++", "-std=c++14", "-O1", f"-I{tmp_path}", f"-I{src}", str(tmp_path / "driver.cc"),
+           str(src / "mfcc_frontend.cpp"), str(src / "fft.cpp"), "-o", str(exe)]
+    if not fe.dct:
+        # The wrong profile is a compile error, not wrong numbers.
+        wrong = subprocess.run(cmd, capture_output=True, text=True)
+        assert wrong.returncode != 0 and "-DKWS_FRONTEND_LOGMEL" in wrong.stderr
+        cmd.append("-DKWS_FRONTEND_LOGMEL")
+    subprocess.run(cmd, check=True, capture_output=True)
+    for i, clip in enumerate(clips):
+        clip.astype("<i2").tofile(tmp_path / f"clip{i}.pcm")
+        subprocess.run([str(exe), str(tmp_path / f"clip{i}.pcm"), str(tmp_path / "out.bin")], check=True)
+        raw = np.fromfile(tmp_path / "out.bin", np.uint8).reshape(-1, fe.dim * 5)
+        got_q = raw[:, :fe.dim].view(np.int8)
+        got_f = raw[:, fe.dim:].copy().view("<f4")
+        ref_f = fe.np(clip)
+        ref_q = features.quantize_np(norm.apply_np(ref_f), scale, zp)
+        assert got_f.shape == ref_f.shape == (features.NUM_FRAMES, fe.dim)
+        np.testing.assert_allclose(got_f, ref_f, rtol=1e-5, atol=2e-4, err_msg=f"{name} clip {i}")
+        step = np.abs(got_q.astype(int) - ref_q.astype(int))
+        assert step.max() <= 1 and np.mean(step == 0) > 0.99, (name, i, np.mean(step == 0))
 
 
 def test_clean_features_follow_the_normalisation(synth_folder):
@@ -224,12 +299,16 @@ def test_model_with_frontend_trains_exports_and_evaluates(model, tiny_config, sy
     assert report["input"]["shape"] == [1, *fe.input_shape]
     assert report["frontend"]["name"] == fe.name
     assert report["calibration"]["tflm_equals_reference_kernels"]
-    assert "skipped" in report["step_model"] and "no C++ implementation" in report["step_model"]["skipped"]
+    assert "skipped" in report["step_model"] and "does not stream" in report["step_model"]["skipped"]
     assert "no step model" in log and not (exp / "model_step_int8.tflite").exists()
     assert report["recognizer"]["note"].startswith("operating point not calibrated")
     header = (exp / "kws_settings.h").read_text()
-    assert f'kFrontEnd = "{fe.name}"' in header and "#error" in header
-    assert f"kInputSteps = {fe.steps};" in header and f"kInputDim = {fe.dim};" in header
+    if fe.mel_bands is None:  # no C++ front-end: the header describes the input and stops a micro_app build
+        assert f'kFrontEnd = "{fe.name}"' in header and "#error" in header
+        assert f"kInputSteps = {fe.steps};" in header and f"kInputDim = {fe.dim};" in header
+    else:  # micro_app's front-end, built with -DKWS_FRONTEND_LOGMEL (test_logmel_header_drives_the_cpp_frontend)
+        assert "constexpr bool kFrontEndDct = false;" in header and f"kNumMfcc = {fe.dim};" in header
+        assert f"kInputZeroPoint = {report['input']['zero_point']};" in header
     if fe.fixed_input_quant:
         assert (report["input"]["scale"], report["input"]["zero_point"]) == fe.fixed_input_quant
         assert "round(pcm / 256)" in header

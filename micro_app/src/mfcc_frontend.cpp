@@ -18,6 +18,7 @@ static_assert(dims::kWindowSamples <= dims::kFftSize, "window fits the FFT");
 static_assert(dims::kWindowSamples % 2 == 0, "samples are packed in pairs");
 static_assert(dims::kWindowSamples >= RealFft512::kMinInput, "window long enough for the FFT");
 static_assert(dims::kNumMel % 2 == 0 && dims::kNumMfcc % 4 == 0, "DCT loop blocking");
+static_assert(dims::kFrontEndDct || dims::kNumMfcc == dims::kNumMel, "log-mel: the bands are the features");
 
 int8_t QuantizeInput(float normalized, float inv_scale, int32_t zero_point) {
   // volatile: stop the compiler fusing x * s + 0.5 into one FMA (Cortex-M4F
@@ -63,7 +64,7 @@ bool MfccFrontend::Init(const FrontendTables& t) {
     return false;
   }
   if (!t.window || !t.mel_start || !t.mel_length || !t.mel_offset || !t.mel_weights ||
-      !t.dct || !t.norm_mean || !t.norm_inv_std) {
+      (dims::kFrontEndDct && !t.dct) || !t.norm_mean || !t.norm_inv_std) {
     return false;
   }
   for (int m = 0; m < dims::kNumMel; ++m) {
@@ -76,7 +77,7 @@ bool MfccFrontend::Init(const FrontendTables& t) {
   // Power of the int16 frame -> power of the float frame (pcm_scale^2), and
   // the FFT's 4|X|^2 -> |X|^2 (1/4): both folded into the 32 mel sums.
   mel_scale_ = t.pcm_scale * t.pcm_scale * 0.25f;
-  dct_symmetric_ = HasDctSymmetry(t.dct);
+  dct_symmetric_ = dims::kFrontEndDct && HasDctSymmetry(t.dct);
   fft_.Init();
   Reset();
   ready_ = true;
@@ -137,10 +138,13 @@ void MfccFrontend::ComputeFrame(const int16_t* window) {
   }
 
   // DCT, four coefficients per pass so each log-mel value is loaded once per
-  // four multiplies and the matrix row is read contiguously.
+  // four multiplies and the matrix row is read contiguously. The log-mel
+  // profile has none: its features are the bands themselves.
   constexpr int kM = dims::kNumMfcc;
   const float* dct = t_.dct;
-  if (dct_symmetric_) {
+  if (!dims::kFrontEndDct) {
+    memcpy(mfcc_, log_mel_, sizeof(mfcc_));
+  } else if (dct_symmetric_) {
     // Even coefficients see L[m] + L[N-1-m], odd ones L[m] - L[N-1-m]:
     // 16 instead of 32 terms per coefficient.
     float sum[dims::kNumMel / 2], diff[dims::kNumMel / 2];

@@ -2,7 +2,8 @@
 //
 // Definition (kws_tf/features.py is the source of truth; every number comes in
 // through FrontendTables): newest WINDOW samples -> Hann window -> 512-point
-// power spectrum -> sparse mel filterbank -> ln(mel + LOG_OFFSET) -> DCT ->
+// power spectrum -> sparse mel filterbank -> ln(mel + LOG_OFFSET) -> DCT (not in
+// the log-mel profile, -DKWS_FRONTEND_LOGMEL: see kws_dims.h) ->
 // (x - mean[c]) * inv_std[c] -> q = clamp(floor(x * inv_scale + 0.5) + zp).
 // Float32 throughout; the Python reference computes the MFCC in float64, so
 // raw MFCCs agree to float32 rounding, not bit for bit (see micro_app/NOTES.md).
@@ -43,7 +44,8 @@ struct FrontendTables {
   const uint16_t* mel_offset;   // [num_mel] index of the band's first weight
   const float* mel_weights;     // [mel_weight_count] concatenated band weights
   int32_t mel_weight_count;
-  const float* dct;             // [num_mel * num_mfcc], row-major [mel][mfcc]
+  const float* dct;             // [num_mel * num_mfcc], row-major [mel][mfcc]; unused
+                                // (may be null) in the log-mel profile (!dims::kFrontEndDct)
   const float* norm_mean;       // [num_mfcc]
   const float* norm_inv_std;    // [num_mfcc]
   float log_offset;             // ln(mel + log_offset)
