@@ -44,7 +44,7 @@ TOOLS = {"train": ("kws_tf.train", "train.py"), "export": ("kws_tf.export", "exp
 # Set by the sweep for every job: a sweep file may not give them.
 RESERVED = {"train": ("model", "C", "seed", "model_dir", "resume", "verbose", "stop_after_epochs"),
             "export": ("model_dir", "out", "int8", "overwrite"),
-            "evaluate": ("model", "out", "runtime", "wav")}
+            "evaluate": ("model", "out", "wav")}
 STAGE_REPORTS = {"train": "report.json", "export": "export/export_report.json", "evaluate": "eval/eval_*.json"}
 PATH_FLAGS = ("config", "data_dir", "noise_dir", "tfds_data_dir", "selftest_clips", "normalization")
 TOP_KEYS = ("models", "seeds", "stages", "train", "export", "evaluate", "variants", "resources")
