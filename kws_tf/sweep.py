@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import collections
 import json
-import math
 import os
 import pathlib
 import subprocess
@@ -231,7 +230,10 @@ class Progress:
         self.walls: list[float] = []
         self.last = None
 
-    def show(self, done: int, running: int, failed: int, pending: int, note: str = "") -> None:
+    def show(self, done: int, running_since: list, failed: int, pending: int, note: str = "") -> None:
+        """`running_since`: submission times of the jobs in flight (what they have left is the
+        mean job wall less their time so far)."""
+        running = len(running_since)
         key = (done, running, failed, pending)
         if key == self.last and not note:
             return
@@ -239,7 +241,9 @@ class Progress:
         eta = ""
         if self.walls and (running or pending):
             mean = sum(self.walls) / len(self.walls)
-            eta = f", ETA {_fmt_s(mean * math.ceil((running + pending) / self.parallel))}"
+            now = time.time()
+            left = sum(max(0.0, mean - (now - t)) for t in running_since) + pending * mean
+            eta = f", ETA {_fmt_s(max(left / self.parallel, max((mean - (now - t) for t in running_since), default=0.0)))}"
         self.log(f"[{time.strftime('%H:%M:%S')}] jobs: {done} done, {running} running, {failed} failed, "
                  f"{pending} pending of {self.total}{eta}" + (f"  ({note})" if note else ""))
 
@@ -253,7 +257,7 @@ def run_jobs(ray, jobs: list[sweep_jobs.Job], max_parallel: int, retries: int, l
     results: dict[str, dict] = {}
     prog = Progress(len(jobs), max_parallel, log)
     failed = 0
-    prog.show(0, 0, 0, len(pending))
+    prog.show(0, [], 0, len(pending))
     try:
         while pending or running:
             while pending and len(running) < max_parallel:
@@ -262,7 +266,7 @@ def run_jobs(ray, jobs: list[sweep_jobs.Job], max_parallel: int, retries: int, l
                                      retry_exceptions=False, name=f"sweep:{job.name}").remote(
                     job.spec(), job.num_cpus, job.num_gpus)
                 running[ref] = (job, n, time.time())
-            prog.show(len(results) - failed, len(running), failed, len(pending))
+            prog.show(len(results) - failed, [r[2] for r in running.values()], failed, len(pending))
             ready, _ = ray.wait(list(running), num_returns=1)
             for ref in ready:
                 job, n, t_submit = running.pop(ref)
@@ -286,7 +290,7 @@ def run_jobs(ray, jobs: list[sweep_jobs.Job], max_parallel: int, retries: int, l
                     results[job.name] = record_result(job, attempts[job.name])
                     prog.walls.append(res["wall_s"])
                     failed += res["status"] != "done"
-                prog.show(len(results) - failed, len(running), failed, len(pending), note)
+                prog.show(len(results) - failed, [r[2] for r in running.values()], failed, len(pending), note)
     except KeyboardInterrupt:
         for ref in running:
             ray.cancel(ref, force=True)  # kills the workers; their stage processes die with them
