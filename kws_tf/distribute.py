@@ -178,7 +178,7 @@ def discard_output_dir(path, model_dir) -> None:
 
 
 def distribute_batches(strategy, make_dataset):
-    """A distributed dataset whose step g-th replica piece is rows [g·n/R, (g+1)·n/R) of each global batch.
+    """A distributed dataset in which replica g of R gets rows [g·n/R, (g+1)·n/R) of each global batch of n.
 
     `make_dataset()` returns a tf.data.Dataset of global batches `(x, y)`. Every worker builds it
     (the batches are seeded functions of the step, so all workers build the same ones) and keeps
