@@ -392,8 +392,8 @@ def export_model(
             norm, input_scale=in_q[0], input_zero_point=in_q[1], labels=labels.LABELS, ops=ops,
             arena_bytes=arena_device, model_name=model_name, output_scale=out_q[0], output_zero_point=out_q[1],
             output_is_logits=True)
-        log(f"      kws_settings.h describes the {fe.name} model input and stops a micro_app build with "
-            f"#error: {no_stream}")
+        log(f"      kws_settings.h describes the {fe.name} model input (the device feeds its int16 PCM as int8); "
+            "micro_app has no such front-end, so the header stops its build with #error")
     else:
         if not fe.dct:
             log("      kws_settings.h: the log-mel front-end; build micro_app with -DKWS_FRONTEND_LOGMEL")
