@@ -25,6 +25,9 @@ TINY = ROOT / "configs" / "sweeps" / "tiny.json"
 # second node (which needs multi-node mode) is started by Ray's own CLI with that swap disabled.
 WORKER_NODE = ("import sys; import ray._private.services as s; s.resolve_ip_for_localhost = lambda h: h; "
                "from ray.scripts.scripts import main; sys.argv[0] = 'ray'; main()")
+# Explicit, so that a token some earlier local `ray.init()` left in ~/.ray does not switch the head
+# (but not the worker node) to token authentication. The test cluster listens on loopback only.
+CLUSTER_ENV = {"RAY_AUTH_MODE": "disabled"}
 
 
 def _base(**over):
@@ -147,9 +150,9 @@ def ray_cluster():
     try:
         subprocess.run([ray_cli, "start", "--head", f"--port={port}", f"--temp-dir={temp}",
                         "--include-dashboard=false", *common], check=True, capture_output=True, timeout=120,
-                       env={**os.environ, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"})
+                       env={**os.environ, **CLUSTER_ENV, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"})
         subprocess.run([sys.executable, "-c", WORKER_NODE, "start", f"--address={address}", *common],
-                       check=True, capture_output=True, timeout=120)
+                       check=True, capture_output=True, timeout=120, env={**os.environ, **CLUSTER_ENV})
         yield address
     finally:
         subprocess.run([ray_cli, "stop", "--force"], capture_output=True, timeout=120)
@@ -160,7 +163,7 @@ def ray_cluster():
 def tiny_sweep(ray_cluster, synth_folder, tmp_path_factory):
     """configs/sweeps/tiny.json (2 seeds) run once on the cluster: (out, completed process, env, table)."""
     out = tmp_path_factory.mktemp("sweep") / "tiny"
-    env = {"KWS_SWEEP_DATA": str(synth_folder)}
+    env = {"KWS_SWEEP_DATA": str(synth_folder), **CLUSTER_ENV}
     r = _sweep_cli(f"--sweep={TINY}", f"--out={out}", f"--address={ray_cluster}", env_extra=env, timeout=600)
     table = json.loads((out / "table.json").read_text()) if (out / "table.json").exists() else None
     return out, r, env, table
@@ -195,6 +198,9 @@ def test_sweep_on_two_nodes_gathers_mean_std_and_rerun_does_nothing(ray_cluster,
     assert (out / "table.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     dry = _sweep_cli(f"--sweep={TINY}", f"--out={out}", "--dry_run", env_extra=env)
     assert "2 jobs: 2 complete, 0 to run" in dry.stdout
+    (out / "table.json").unlink()
+    gathered = _sweep_cli(f"--sweep={TINY}", f"--out={out}", "--gather_only", env_extra=env)
+    assert gathered.returncode == 0 and json.loads((out / "table.json").read_text())["rows"] == table["rows"]
 
 
 def test_killed_worker_fails_its_job_only(ray_cluster, tiny_sweep, tmp_path):
