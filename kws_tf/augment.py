@@ -35,6 +35,15 @@ class AugmentConfig:
     spec_time_mask_frames: int = 0
     spec_freq_masks: int = 0
     spec_freq_mask_coeffs: int = 0
+    # Two words in one window, as a stream gives them (issue 9): with probability neighbour_prob
+    # another clip of the batch is added, shifted by neighbour_offset_ms_min..max (either side) so
+    # that only its edge reaches into the window, at neighbour_gain_db_min..max relative to the
+    # clip's RMS. The label stays the clip's own: the word in the middle decides. 0 = off (paper).
+    neighbour_prob: float = 0.0
+    neighbour_offset_ms_min: float = 500.0
+    neighbour_offset_ms_max: float = 900.0
+    neighbour_gain_db_min: float = -6.0
+    neighbour_gain_db_max: float = 0.0
 
     @classmethod
     def from_dict(cls, d: dict) -> "AugmentConfig":
@@ -126,9 +135,37 @@ def spec_augment(x, seed, cfg: AugmentConfig):
     return tf.where(apply[:, None, None], masked, x)
 
 
+def _shift_rows(wave, shift):
+    """Each row delayed by `shift[i]` samples (negative: advanced), zeros shifted in."""
+    length = wave.shape[-1]
+    padded = tf.pad(wave, [[0, 0], [length, length]])
+    idx = length - shift[:, None] + tf.range(length)[None, :]
+    return tf.gather(padded, idx, batch_dims=1)
+
+
+def neighbour_mix(wave, seed, cfg: AugmentConfig):
+    """Add the next clip of the batch (rolled by one row) at the window's edge (see AugmentConfig)."""
+    if cfg.neighbour_prob <= 0:
+        return wave
+    batch = tf.shape(wave)[0]
+    seeds = tf.random.experimental.stateless_split(tf.cast(seed, tf.int64) + 104729, num=4)
+    lo = int(round(cfg.neighbour_offset_ms_min * features.SAMPLE_RATE / 1000.0))
+    hi = int(round(cfg.neighbour_offset_ms_max * features.SAMPLE_RATE / 1000.0))
+    offset = tf.random.stateless_uniform([batch], seeds[0], lo, hi + 1, dtype=tf.int32)
+    side = tf.where(tf.random.stateless_uniform([batch], seeds[1]) < 0.5, -1, 1)
+    other = _shift_rows(tf.roll(wave, 1, axis=0), offset * side)
+    gain_db = tf.random.stateless_uniform([batch], seeds[2], cfg.neighbour_gain_db_min, cfg.neighbour_gain_db_max)
+    # Relative to the whole clips' RMS, so a quiet neighbour stays quieter than the word it joins.
+    rms = lambda x: tf.sqrt(tf.reduce_mean(tf.square(x), axis=-1) + 1e-10)  # noqa: E731
+    gain = tf.pow(10.0, gain_db / 20.0) * rms(wave) / rms(tf.roll(wave, 1, axis=0))
+    apply = (tf.random.stateless_uniform([batch], seeds[3]) < cfg.neighbour_prob) & (batch > 1)
+    return tf.where(apply[:, None], wave + gain[:, None] * other, wave)
+
+
 def augment_batch(wave, seed, cfg: AugmentConfig, pool: np.ndarray):
     """Augment float waveforms `[B, samples]` with the batch seed `[2]` (int64)."""
     seeds = tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), num=8)
+    wave = neighbour_mix(wave, seed, cfg)
     wave = _time_shift(wave, seeds, cfg)
     wave = _background(wave, seeds, cfg, pool)
     wave = _white_noise(wave, seeds, cfg)

@@ -75,6 +75,8 @@ SCHEMA = {
     "gate": {"sigma": Field("number", 0.0), "lam": Field("number", 0.0)},
     "time_average": Field("str", choices=("full", "interior"), required=False),
     "ce_weight": Field("number", 0.0, lo_open=True),
+    # cross-entropy against (1 - e) one-hot + e / classes (not in the paper's recipe; 0 = off)
+    "label_smoothing": Field("number", 0.0, 1.0, hi_open=True, required=False),
     "optimizer": {
         "name": Field("str", choices=("sgd",)),
         "lr": Field("number", 0.0, 10.0, lo_open=True),
@@ -106,6 +108,12 @@ SCHEMA = {
         "spec_time_mask_frames": Field("int", 0, 100, required=False),
         "spec_freq_masks": Field("int", 0, 10, required=False),
         "spec_freq_mask_coeffs": Field("int", 0, 32, required=False),
+        # two words in one window (kws_tf.augment.neighbour_mix; 0 = off)
+        "neighbour_prob": Field("number", 0.0, 1.0, required=False),
+        "neighbour_offset_ms_min": Field("number", 0.0, 1000.0, required=False),
+        "neighbour_offset_ms_max": Field("number", 0.0, 1000.0, required=False),
+        "neighbour_gain_db_min": Field("number", -60.0, 20.0, required=False),
+        "neighbour_gain_db_max": Field("number", -60.0, 20.0, required=False),
     },
     # weight pruning during training (kws_tf.pruning); the whole block is optional
     "prune": {
@@ -184,8 +192,10 @@ def problems(cfg, extra_keys=()) -> list[str]:
                    f"(got {sch['warmup_fraction']} + {sch['hold_fraction']})")
     if sch["min_lr"] > opt["lr"]:
         out.append(f"schedule.min_lr must be <= optimizer.lr (got {sch['min_lr']} > {opt['lr']})")
-    for lo, hi in (("white_noise_db_min", "white_noise_db_max"), ("background_snr_db_min", "background_snr_db_max")):
-        if aug[lo] > aug[hi]:
+    for lo, hi in (("white_noise_db_min", "white_noise_db_max"), ("background_snr_db_min", "background_snr_db_max"),
+                   ("neighbour_offset_ms_min", "neighbour_offset_ms_max"),
+                   ("neighbour_gain_db_min", "neighbour_gain_db_max")):
+        if lo in aug and hi in aug and aug[lo] > aug[hi]:
             out.append(f"augment.{lo} must be <= augment.{hi} (got {aug[lo]} > {aug[hi]})")
     prune = cfg.get("prune")
     if prune and prune["begin_fraction"] >= prune["end_fraction"]:

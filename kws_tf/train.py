@@ -80,8 +80,8 @@ class RunError(RuntimeError):
 
 # Fields that must match for --resume to continue a run.
 RESUME_KEYS = ("model", "channels", "gate", "ce_weight", "optimizer", "schedule", "epochs", "batch_size",
-               "augment", "seed", "data", "time_average", "prune")
-RESUME_DEFAULTS = {"time_average": "full", "prune": None}  # runs written before the key existed
+               "augment", "seed", "data", "time_average", "prune", "label_smoothing")
+RESUME_DEFAULTS = {"time_average": "full", "prune": None, "label_smoothing": 0.0}  # runs written before the key existed
 
 
 def _check_writable(model_dir: pathlib.Path) -> None:
@@ -142,8 +142,7 @@ def _build(run_config: dict, total_steps: int, prune: bool = False):
     load weights into, e.g. export's, is the ordinary one: best.weights.h5 is saved stripped)."""
     import tf_keras as keras
 
-    from kws_tf import models
-    from kws_tf import schedules
+    from kws_tf import losses, models, schedules
 
     net = models.build_model(
         run_config["model"], run_config["channels"], sigma=run_config["gate"]["sigma"],
@@ -166,7 +165,7 @@ def _build(run_config: dict, total_steps: int, prune: bool = False):
     optimizer = keras.optimizers.SGD(learning_rate=schedule, momentum=opt_cfg["momentum"])
     net.compile(
         optimizer=optimizer,
-        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        loss=losses.classification_loss(run_config.get("label_smoothing", 0.0)),
         loss_weights=[run_config["ce_weight"]],
         metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
     )
