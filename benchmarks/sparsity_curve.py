@@ -69,9 +69,16 @@ def run_config_file(out: pathlib.Path, channels: int, sparsity: float, args) -> 
     return path
 
 
-def _run(cmd: list) -> None:
+def _run(cmd: list, check: bool = True) -> str | None:
+    """Run `cmd`; its one-line error (stderr's last line) when it fails and `check` is off."""
     print("$", " ".join(map(str, cmd)), flush=True)
-    subprocess.run(list(map(str, cmd)), check=True, cwd=ROOT)
+    res = subprocess.run(list(map(str, cmd)), cwd=ROOT, stderr=subprocess.PIPE, text=True)
+    sys.stderr.write(res.stderr)
+    if res.returncode == 0:
+        return None
+    if check:
+        raise subprocess.CalledProcessError(res.returncode, cmd)
+    return (res.stderr.strip().splitlines() or [f"exit {res.returncode}"])[-1]
 
 
 def one(sparsity: float, data: pathlib.Path, out: pathlib.Path, args) -> dict:
@@ -88,33 +95,44 @@ def one(sparsity: float, data: pathlib.Path, out: pathlib.Path, args) -> dict:
             cmd.append("--resume")
         _run(cmd)
     train_s = time.perf_counter() - t0
+    export_error = None
     if not (export_dir / "export_report.json").exists():
-        _run([sys.executable, "-m", "kws_tf.export", "--int8", f"--model_dir={model_dir}", f"--out={export_dir}",
-              "--nostep_model", "--nooperating_point", "--timing_repeats=5", "--overwrite"])
+        # a refused export (e.g. a collapsed model failing a check) is a row with the reason, not the end
+        export_error = _run([sys.executable, "-m", "kws_tf.export", "--int8", f"--model_dir={model_dir}",
+                             f"--out={export_dir}", "--nostep_model", "--nooperating_point", "--timing_repeats=5",
+                             "--overwrite"], check=False)
     report = json.loads(report_path.read_text())
+    row = {
+        "target_sparsity": sparsity,
+        "measured_sparsity": report["sparsity"]["overall"],
+        "prunable_weights": report["sparsity"]["size"],
+        "params": report["params"],
+        "nonzero_params": report["params"] - report["sparsity"]["zeros"],
+        "float_val_accuracy": report["val_accuracy"],
+        "best_epoch": report["best_epoch"],
+        "epochs": report["epochs"],
+        "gate_open_fraction": report["gate_open_fraction"],
+        "val_clips": report["validation"]["clips"],
+        "train_s_this_invocation": train_s,
+        "model_dir": str(model_dir),
+        "export_error": export_error,
+    }
+    if export_error:
+        return {**row, **{k: None for k in ("int8_weight_sparsity", "macs", "int8_val_accuracy",
+                                             "export_float_accuracy", "int8_bytes", "int8_zlib_bytes",
+                                             "arena_bytes_min_host")}}
     exp = json.loads((export_dir / "export_report.json").read_text())
     int8 = (export_dir / "model_int8.tflite").read_bytes()
     ev = exp["eval"]
     return {
-        "target_sparsity": sparsity,
-        "measured_sparsity": report["sparsity"]["overall"],
+        **row,
         "int8_weight_sparsity": int8_weight_sparsity(int8),
-        "prunable_weights": report["sparsity"]["size"],
-        "params": report["params"],
-        "nonzero_params": report["params"] - report["sparsity"]["zeros"],
         "macs": exp["macs"],
-        "float_val_accuracy": report["val_accuracy"],
         "int8_val_accuracy": ev["qat_int8_accuracy"] if exp["exported"] == "qat" else ev["ptq_int8_accuracy"],
         "export_float_accuracy": ev["float_accuracy"],
-        "best_epoch": report["best_epoch"],
-        "epochs": report["epochs"],
-        "gate_open_fraction": report["gate_open_fraction"],
         "int8_bytes": len(int8),
         "int8_zlib_bytes": exp.get("int8_zlib_bytes"),
         "arena_bytes_min_host": exp["arena_bytes_min_host"],
-        "val_clips": report["validation"]["clips"],
-        "train_s_this_invocation": train_s,
-        "model_dir": str(model_dir),
     }
 
 
@@ -126,6 +144,11 @@ def markdown(rows: list, args) -> str:
              "| int8 bytes | zlib bytes | arena B | MACs |",
              "|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
+        if r["export_error"]:
+            lines.append(f"| {r['target_sparsity']:.2f} | {100 * r['measured_sparsity']:.1f} % | – | "
+                         f"{r['nonzero_params']:,} / {r['params']:,} | {100 * r['float_val_accuracy']:.2f} % | "
+                         f"export refused: {r['export_error'].removeprefix('error: ')} | – | – | – | – |")
+            continue
         lines.append(f"| {r['target_sparsity']:.2f} | {100 * r['measured_sparsity']:.1f} % | "
                      f"{100 * r['int8_weight_sparsity']:.1f} % | {r['nonzero_params']:,} / {r['params']:,} | "
                      f"{100 * r['float_val_accuracy']:.2f} % | {100 * r['int8_val_accuracy']:.2f} % | "
@@ -144,16 +167,18 @@ def plot(rows: list, path: pathlib.Path, args) -> None:
     from kws_tf.fsutil import atomic_save
 
     x = [100 * r["measured_sparsity"] for r in rows]
+    done = [r for r in rows if not r["export_error"]]
+    xe = [100 * r["measured_sparsity"] for r in done]
     fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4))
     a.plot(x, [100 * r["float_val_accuracy"] for r in rows], "o-", label="float")
-    a.plot(x, [100 * r["int8_val_accuracy"] for r in rows], "s--", label="int8 (TFLM)")
+    a.plot(xe, [100 * r["int8_val_accuracy"] for r in done], "s--", label="int8 (TFLM)")
     a.set_xlabel("sparsity of the Conv2D/Dense kernels (%)")
     a.set_ylabel("validation accuracy (%)")
     a.set_title(f"SparkNet C={args.channels}, {args.epochs} epochs, magnitude pruning")
     a.grid(alpha=0.3)
     a.legend()
-    b.plot(x, [r["int8_bytes"] / 1024 for r in rows], "o-", label="int8 flatbuffer")
-    b.plot(x, [r["int8_zlib_bytes"] / 1024 for r in rows], "s--", label="zlib-compressed")
+    b.plot(xe, [r["int8_bytes"] / 1024 for r in done], "o-", label="int8 flatbuffer")
+    b.plot(xe, [r["int8_zlib_bytes"] / 1024 for r in done], "s--", label="zlib-compressed")
     b.set_xlabel("sparsity of the Conv2D/Dense kernels (%)")
     b.set_ylabel("KiB")
     b.set_ylim(bottom=0)
@@ -191,9 +216,11 @@ def main():
             rows.append(one(s, pathlib.Path(data).resolve(), out, args))
         except subprocess.CalledProcessError as e:
             sys.exit(f"error: sparsity {s:g}: {' '.join(map(str, e.cmd[1:3]))} failed (exit {e.returncode})")
-        print(f"sparsity {s:g}: measured {100 * rows[-1]['measured_sparsity']:.1f} %, float "
-              f"{100 * rows[-1]['float_val_accuracy']:.2f} %, int8 {100 * rows[-1]['int8_val_accuracy']:.2f} %, "
-              f"{rows[-1]['int8_bytes']:,} B ({rows[-1]['int8_zlib_bytes']:,} B zlib)", flush=True)
+        r = rows[-1]
+        print(f"sparsity {s:g}: measured {100 * r['measured_sparsity']:.1f} %, float "
+              f"{100 * r['float_val_accuracy']:.2f} %, " + (f"export refused ({r['export_error']})" if r["export_error"]
+              else f"int8 {100 * r['int8_val_accuracy']:.2f} %, {r['int8_bytes']:,} B ({r['int8_zlib_bytes']:,} B zlib)"),
+              flush=True)
     from kws_tf.fsutil import atomic_write_bytes, atomic_write_json
 
     atomic_write_json(out / "sparsity_curve.json", {"settings": vars(args), "rows": rows})
