@@ -381,14 +381,14 @@ def export_model(
 
     # C++ and files
     step(steps, f"writing {out}")
-    from kws_tf import codegen
+    from kws_tf import codegen, codegen_input
 
     step_info = tflite_tools.inspect_model(step_bytes) if step_bytes else None
     used = set(info.ops) | set(step_info.ops if step_info else ())
     ops = tuple(op for op in micro_ops if op in used)
     model_name = f"{trained.model_dir.resolve().name} ({net.name}, {chosen.upper()} int8, {gate} gate)"
     if fe.mel_bands is None:  # no C++ front-end computes it (the waveform: the device feeds its PCM)
-        settings_h = codegen.render_model_input_header(
+        settings_h = codegen_input.render_header(
             norm, input_scale=in_q[0], input_zero_point=in_q[1], labels=labels.LABELS, ops=ops,
             arena_bytes=arena_device, model_name=model_name, output_scale=out_q[0], output_zero_point=out_q[1],
             output_is_logits=True)

@@ -114,12 +114,12 @@ def test_normalization_records_its_frontend_and_refuses_another():
 def test_waveform_header_compiles_and_stops_a_micro_app_build(tmp_path):
     import shutil
 
-    from kws_tf import codegen
+    from kws_tf import codegen, codegen_input
 
     if shutil.which("g++") is None:
         pytest.skip("no g++")
     for norm, scale, zp in ((features.Normalization.identity("waveform"), 1 / 128, 0),):
-        (tmp_path / "kws_settings.h").write_text(codegen.render_model_input_header(norm, scale, zp, ops=("CONV_2D",)))
+        (tmp_path / "kws_settings.h").write_text(codegen_input.render_header(norm, scale, zp, ops=("CONV_2D",)))
         (tmp_path / "use.cc").write_text(
             '#include "kws_settings.h"\n'
             "static_assert(kws::kInputSteps * kws::kInputDim == %d, \"input size\");\n"
@@ -129,10 +129,10 @@ def test_waveform_header_compiles_and_stops_a_micro_app_build(tmp_path):
         assert subprocess.run(cmd + ["-DKWS_ALLOW_FOREIGN_FRONTEND"], capture_output=True).returncode == 0
         err = subprocess.run(cmd, capture_output=True, text=True)
         assert err.returncode != 0 and f"this model takes {norm.frontend} input" in err.stderr
-    with pytest.raises(ValueError, match="gets render_model_input_header"):
+    with pytest.raises(ValueError, match="gets kws_tf.codegen_input.render_header"):
         codegen.render_frontend_header(features.Normalization.identity("waveform"), 1 / 128, 0)
     with pytest.raises(ValueError, match="gets render_frontend_header"):
-        codegen.render_model_input_header(features.Normalization.identity("logmel"), 0.1, 0)
+        codegen_input.render_header(features.Normalization.identity("logmel"), 0.1, 0)
 
 
 _DRIVER = r"""
@@ -173,7 +173,7 @@ def test_generated_header_drives_the_cpp_frontend(name, tmp_path):
     to float32 rounding, int8 ones within one step (the MFCC parity bar of test_micro_core)."""
     import shutil
 
-    from kws_tf import codegen
+    from kws_tf import codegen, codegen_input
 
     if shutil.which("g++") is None:
         pytest.skip("no g++")
