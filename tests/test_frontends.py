@@ -2,16 +2,13 @@
 scaled PCM, and a model declaring either trains, exports (int8, TFLM-checked) and evaluates
 through the real command lines.
 
-The end-to-end tests register tiny test-only models (one per front-end) in the CLI subprocesses
-only (`python tests/test_frontends.py <module> <flags>`: register, then run the module as
-`__main__`), so the registry of this pytest process stays the shipped one.
+The end-to-end tests run the registered models of the non-MFCC front-ends (BC-ResNet-0.625 on
+log-mel, a 6-channel sinc-convolution model on the waveform) for one epoch through the real
+command lines; SparkNet and DS-CNN (MFCC) go through them in test_export / test_baselines.
 """
 
-import dataclasses
 import json
-import os
 import pathlib
-import runpy
 import subprocess
 import sys
 
@@ -21,7 +18,8 @@ import pytest
 from kws_tf import features, frontends
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
-TEST_MODELS = {"tiny_logmel": "logmel", "tiny_waveform": "waveform"}
+# The registered non-MFCC models at their smallest widths: model -> (front-end, C, shipped config).
+TEST_MODELS = {"bcresnet": ("logmel", 5, "bcresnet_c5.json"), "sincnet": ("waveform", 6, "sincnet_c162.json")}
 
 
 # --------------------------------------------------------------------------- definitions
@@ -173,7 +171,7 @@ def test_generated_header_drives_the_cpp_frontend(name, tmp_path):
     to float32 rounding, int8 ones within one step (the MFCC parity bar of test_micro_core)."""
     import shutil
 
-    from kws_tf import codegen, codegen_input
+    from kws_tf import codegen
 
     if shutil.which("g++") is None:
         pytest.skip("no g++")
@@ -226,66 +224,32 @@ def test_clean_features_follow_the_normalisation(synth_folder):
 
 # --------------------------------------------------------------------------- through the CLIs
 
-def _build_tiny(frontend: str):
-    def build(channels: int = 4, num_classes: int = 12, weight_decay: float = 0.0, seed: int = 0,
-              name: str | None = None, **unused):
-        import tf_keras as keras
-
-        fe = frontends.get(frontend)
-        inputs = keras.Input(shape=fe.input_shape, name=frontend)
-        if frontend == "waveform":  # (1, 16000, 1): a strided filterbank over time, as a sinc front layer
-            x = keras.layers.Conv2D(channels, (1, 80), strides=(1, 40), name="filters")(inputs)
-        else:
-            x = keras.layers.Reshape(fe.input_shape[1:] + (1,), name="to_image")(inputs)
-            x = keras.layers.Conv2D(channels, (3, 3), strides=(2, 2), padding="same", name="conv")(x)
-        x = keras.layers.BatchNormalization(name="bn")(x)
-        x = keras.layers.ReLU(name="relu")(x)
-        x = keras.layers.AveragePooling2D((x.shape[1], x.shape[2]), name="avg_pool")(x)
-        x = keras.layers.Flatten(name="flatten")(x)
-        logits = keras.layers.Dense(num_classes, name="classifier")(x)
-        return keras.Model(inputs, logits, name=name or f"tiny_{frontend}_c{channels}")
-
-    return build
-
-
-def _register_test_models():
-    from kws_tf import config as config_lib
-    from kws_tf import models
-
-    for name, frontend in TEST_MODELS.items():
-        if name not in models.names():
-            models.register(models.ModelSpec(name, _build_tiny(frontend), frontend, dict, "test only"))
-    field = config_lib.SCHEMA["model"]
-    config_lib.SCHEMA["model"] = dataclasses.replace(field, choices=tuple(field.choices) + tuple(TEST_MODELS))
-
-
 def _cli(module: str, *args, timeout=900, ok=True):
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "tests")])}
-    proc = subprocess.run([sys.executable, str(pathlib.Path(__file__)), module, *args], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=timeout)
+    proc = subprocess.run([sys.executable, "-m", module, *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=timeout)
     assert (proc.returncode == 0) == ok, f"{module} rc {proc.returncode}:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
     return proc.stdout + proc.stderr
 
 
 @pytest.fixture(scope="module")
 def tiny_config(tmp_path_factory):
-    """A one-epoch recipe (the shipped dscnn one, shortened) for the test-only models."""
-    cfg = json.loads((ROOT / "configs" / "dscnn_c64.json").read_text())
-    cfg.update(channels=4, epochs=1, batch_size=32)
-    cfg["augment"].update(spec_prob=1.0, spec_time_masks=1, spec_time_mask_frames=5,
-                          spec_freq_masks=1, spec_freq_mask_coeffs=4)  # exercised for logmel, skipped for waveform
+    """Each model's shipped recipe, shortened to one epoch at its smallest width."""
     folder = tmp_path_factory.mktemp("cfg")
     out = {}
-    for name in TEST_MODELS:
+    for name, (_, channels, shipped) in TEST_MODELS.items():
+        cfg = json.loads((ROOT / "configs" / shipped).read_text())
+        cfg.update(channels=channels, epochs=1, batch_size=32)
+        cfg["augment"].update(spec_prob=1.0, spec_time_masks=1, spec_time_mask_frames=5,
+                              spec_freq_masks=1, spec_freq_mask_coeffs=4)  # exercised for logmel, skipped for waveform
         path = folder / f"{name}.json"
-        path.write_text(json.dumps({**cfg, "model": name}))
+        path.write_text(json.dumps(cfg))
         out[name] = path
     return out
 
 
 @pytest.mark.parametrize("model", list(TEST_MODELS))
 def test_model_with_frontend_trains_exports_and_evaluates(model, tiny_config, synth_folder, tmp_path):
-    fe = frontends.get(TEST_MODELS[model])
+    fe = frontends.get(TEST_MODELS[model][0])
     run, exp = tmp_path / "run", tmp_path / "export"
     _cli("kws_tf.train", f"--model={model}", f"--config={tiny_config[model]}", f"--data_dir={synth_folder}",
          f"--model_dir={run}", "--verbose=epoch")
@@ -332,10 +296,3 @@ def test_model_with_frontend_trains_exports_and_evaluates(model, tiny_config, sy
         (run / "normalization.json").write_text(json.dumps(features.Normalization.identity("mfcc").to_dict()))
         out = _cli("kws_tf.export", "--int8", f"--model_dir={run}", f"--out={tmp_path / 'x'}", ok=False)
         assert "error: normalisation" in out and "holds mfcc statistics but the model's front-end is logmel" in out
-
-
-if __name__ == "__main__":  # python tests/test_frontends.py <module> [flags]: a CLI with the test models
-    _register_test_models()
-    module = sys.argv[1]
-    sys.argv = [module] + sys.argv[2:]
-    runpy.run_module(module, run_name="__main__", alter_sys=True)
