@@ -110,3 +110,36 @@ def test_full_int8_runs_in_tflm(name, channels):
     out = tflm.run_tflm(data, x)
     assert out.dtype == np.int8 and out.shape == (8, 12)
     np.testing.assert_array_equal(out, tflite_tools.run_tflite(data, x))
+
+
+def test_dscnn_trains_exports_and_evaluates_through_the_clis(synth_folder, tmp_path):
+    """The registered MFCC baseline through the same commands as SparkNet (BC-ResNet and the sinc
+    model: tests/test_frontends.py): one epoch, a TFLM-checked int8 export, evaluate in TFLM."""
+    import pathlib
+    import subprocess
+    import sys
+
+    root = pathlib.Path(__file__).resolve().parent.parent
+    cfg = json.loads((root / "configs" / "dscnn_c64.json").read_text())
+    cfg.update(channels=8, epochs=1, batch_size=32)
+    (tmp_path / "cfg.json").write_text(json.dumps(cfg))
+    run, exp = tmp_path / "run", tmp_path / "export"
+
+    def cli(*args):
+        proc = subprocess.run([sys.executable, "-m", *args], cwd=root, capture_output=True, text=True, timeout=900)
+        assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+        return proc.stdout + proc.stderr
+
+    cli("kws_tf.train", "--model=dscnn", f"--config={tmp_path / 'cfg.json'}", f"--data_dir={synth_folder}",
+        f"--model_dir={run}", "--verbose=epoch")
+    log = cli("kws_tf.export", "--int8", f"--model_dir={run}", f"--out={exp}", "--max_accuracy_drop=100",
+              "--timing_repeats=2", "--calibration_samples=64", "--nooperating_point")
+    report = json.loads((exp / "export_report.json").read_text())
+    assert report["calibration"]["tflm_equals_reference_kernels"] and report["frontend"]["name"] == "mfcc"
+    # A 2-D convolution over time and frequency has no per-frame step graph: said, not faked.
+    assert "skipped" in report["step_model"] and not (exp / "model_step_int8.tflite").exists()
+    assert "windowed model is exported alone" in log
+    cli("kws_tf.evaluate", f"--model={exp}", "--runtime=tflm", f"--data_dir={synth_folder}", "--split=validation",
+        f"--out={tmp_path / 'eval'}")
+    result = json.loads((tmp_path / "eval" / "eval_tflm.json").read_text())
+    assert result["accuracy"] == pytest.approx(report["eval"]["ptq_int8_accuracy"])
