@@ -31,7 +31,6 @@ import subprocess
 import sys
 import time
 
-import numpy as np
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -39,18 +38,9 @@ sys.path.insert(0, str(ROOT))
 
 def int8_weight_sparsity(tflite_bytes: bytes) -> float:
     """Zeros / size of the weight tensors of the CONV_2D and FULLY_CONNECTED ops."""
-    from tensorflow.lite.python import schema_py_generated as schema
+    from kws_tf import pruning
 
-    model = schema.ModelT.InitFromObj(schema.Model.GetRootAsModel(tflite_bytes, 0))
-    sg = model.subgraphs[0]
-    wanted = {schema.BuiltinOperator.CONV_2D, schema.BuiltinOperator.FULLY_CONNECTED}
-    zeros = size = 0
-    for op in sg.operators:
-        code = model.operatorCodes[op.opcodeIndex]
-        if max(code.builtinCode, code.deprecatedBuiltinCode) in wanted:
-            w = np.asarray(model.buffers[sg.tensors[op.inputs[1]].buffer].data, dtype=np.uint8)
-            zeros += int(np.count_nonzero(w == 0))  # int8 zero is byte 0
-            size += w.size
+    zeros, size = pruning.int8_weight_zeros(tflite_bytes)
     return zeros / size if size else 0.0
 
 

@@ -160,3 +160,22 @@ def train_hooks(prune: dict | None, total_steps: int, steps_per_epoch: int) -> d
         return {}
     return {"first": callbacks(), "best_from_epoch": first_sparse_epoch(prune, total_steps, steps_per_epoch),
             "best_model": strip}
+
+
+def int8_weight_zeros(tflite_bytes: bytes) -> tuple[int, int]:
+    """(zeros, size) of the weight tensors of the CONV_2D and FULLY_CONNECTED ops in a flatbuffer."""
+    import numpy as np
+    from tensorflow.lite.python import schema_py_generated as schema
+
+    model = schema.ModelT.InitFromObj(schema.Model.GetRootAsModel(tflite_bytes, 0))
+    sg = model.subgraphs[0]
+    wanted = {schema.BuiltinOperator.CONV_2D, schema.BuiltinOperator.FULLY_CONNECTED}
+    zeros = size = 0
+    for op in sg.operators:
+        code = model.operatorCodes[op.opcodeIndex]
+        if max(code.builtinCode, code.deprecatedBuiltinCode) not in wanted:
+            continue
+        w = np.asarray(model.buffers[sg.tensors[op.inputs[1]].buffer].data, dtype=np.uint8).view(np.int8)
+        zeros += int(np.count_nonzero(w == 0))
+        size += w.size
+    return zeros, size

@@ -42,24 +42,6 @@ def _granularity(sparsity: dict) -> float:
     return max(1.0 / v["size"] for v in sparsity["layers"].values())
 
 
-def _int8_weight_zeros(tflite_bytes: bytes) -> tuple[int, int]:
-    """(zeros, size) of the weight tensors of the CONV_2D and FULLY_CONNECTED ops in a flatbuffer."""
-    from tensorflow.lite.python import schema_py_generated as schema
-
-    model = schema.ModelT.InitFromObj(schema.Model.GetRootAsModel(tflite_bytes, 0))
-    sg = model.subgraphs[0]
-    wanted = {schema.BuiltinOperator.CONV_2D, schema.BuiltinOperator.FULLY_CONNECTED}
-    zeros = size = 0
-    for op in sg.operators:
-        code = model.operatorCodes[op.opcodeIndex]
-        if max(code.builtinCode, code.deprecatedBuiltinCode) not in wanted:
-            continue
-        w = np.asarray(model.buffers[sg.tensors[op.inputs[1]].buffer].data, dtype=np.uint8).view(np.int8)
-        zeros += int(np.count_nonzero(w == 0))
-        size += w.size
-    return zeros, size
-
-
 @pytest.fixture(scope="module")
 def pruned_sparknet(synth_folder, tmp_path_factory):
     from kws_tf.train import run_training
@@ -141,7 +123,7 @@ def test_pruned_sparknet_exports_int8_through_the_cli(pruned_sparknet, tmp_path)
     assert exp["calibration"]["tflm_equals_reference_kernels"]
     assert 0 < exp["int8_zlib_bytes"] < exp["int8_bytes"] == (out / "model_int8.tflite").stat().st_size
     # zero float weights stay exactly zero in int8 (symmetric weights, zero point 0; BN folding scales them)
-    zeros, size = _int8_weight_zeros((out / "model_int8.tflite").read_bytes())
+    zeros, size = pruning.int8_weight_zeros((out / "model_int8.tflite").read_bytes())
     assert zeros / size >= report["sparsity"]["zeros"] / size
 
 
