@@ -238,6 +238,9 @@ static inline AppConfig SettingsAppConfig() {
 #ifdef KWS_MINIMUM_COUNT
   c.recognizer.minimum_count = KWS_MINIMUM_COUNT;
 #endif
+#ifdef KWS_SCORE_TEMPERATURE
+  c.output.temperature = KWS_SCORE_TEMPERATURE;
+#endif
   return c;
 }
 #endif  // KWS_KWS_APP_H_
@@ -278,9 +281,10 @@ def render_frontend_header(
     """Text of `kws_settings.h` (namespace `kws`).
 
     `recognizer`: the recogniser operating point the export chose (`kws_tf.operating_point`),
-    {"detection_threshold", "average_window_ms", "suppression_ms", "minimum_count"} (any
-    subset); written as `KWS_DETECTION_THRESHOLD` ... macros (each `#ifndef`, so a build's
-    `-D` wins) that `SettingsAppConfig()` applies. None: the core's defaults stay.
+    {"detection_threshold", "average_window_ms", "suppression_ms", "minimum_count",
+    "score_temperature"} (any subset); written as `KWS_DETECTION_THRESHOLD` ... macros (each
+    `#ifndef`, so a build's `-D` wins) that `SettingsAppConfig()` applies. None: the core's
+    defaults stay.
 
     `step_model`: the per-frame step model exported next to the windowed one
     (`model_step_data.h`, `g_step_model`), as {"delay_frames": int, "num_states": int,
@@ -395,7 +399,9 @@ def render_frontend_header(
 
 
 RECOGNIZER_MACROS = {"detection_threshold": "KWS_DETECTION_THRESHOLD", "average_window_ms": "KWS_AVERAGE_WINDOW_MS",
-                     "suppression_ms": "KWS_SUPPRESSION_MS", "minimum_count": "KWS_MINIMUM_COUNT"}
+                     "suppression_ms": "KWS_SUPPRESSION_MS", "minimum_count": "KWS_MINIMUM_COUNT",
+                     "score_temperature": "KWS_SCORE_TEMPERATURE"}
+FLOAT_SETTINGS = ("score_temperature",)  # the others are non-negative integers
 
 
 def _recognizer_macros(recognizer: dict | None, note: str = "") -> str:
@@ -415,6 +421,11 @@ def _recognizer_macros(recognizer: dict | None, note: str = "") -> str:
         if key not in recognizer:
             continue
         value = recognizer[key]
+        if key in FLOAT_SETTINGS:
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < 1e6:
+                raise ValueError(f"recognizer[{key!r}] must be a positive number, got {value!r}")
+            out.append(f"#ifndef {macro}\n#define {macro} {f32_literal(value)}\n#endif\n")
+            continue
         if isinstance(value, bool) or int(value) != value or int(value) < 0:
             raise ValueError(f"recognizer[{key!r}] must be a non-negative integer, got {value!r}")
         if key == "detection_threshold" and int(value) > 255:

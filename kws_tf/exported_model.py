@@ -46,6 +46,8 @@ class ExportedModel:
     # The recogniser settings the export chose (export_report.json["recognizer"]["settings"],
     # kws_tf.operating_point); DeviceTwin uses them unless told otherwise. None: core defaults.
     recognizer: dict | None = None
+    # softmax(logits / T) of the device's scores (export_report.json["recognizer"]["score_temperature"]).
+    score_temperature: float = 1.0
 
     @property
     def is_step(self) -> bool:
@@ -248,7 +250,14 @@ def load_exported(model_path) -> ExportedModel:
         labels=label_list, input_shape=runner.input_shape, normalization_source=norm_source,
         kind=kind, step_delay_frames=delay, num_states=num_states,
         recognizer=_exported_recognizer(report),
+        score_temperature=_exported_temperature(report),
     )
+
+
+def _exported_temperature(report) -> float:
+    rec = report.get("recognizer") if isinstance(report, dict) else None
+    t = rec.get("score_temperature") if isinstance(rec, dict) else None
+    return float(t) if isinstance(t, (int, float)) and not isinstance(t, bool) and t > 0 else 1.0
 
 
 def _exported_recognizer(report) -> dict | None:

@@ -40,7 +40,7 @@ LIB_NAME = "libkws_core.dylib" if sys.platform == "darwin" else "libkws_core.so"
 Recognition = collections.namedtuple("Recognition", "found label score is_new_command")
 
 # kws_c_api.h KWS_C_API_VERSION this module is written for.
-C_API_VERSION = 2
+C_API_VERSION = 3
 # kws_c_api.h KWS_MODEL_INPUT_* (kws::ModelInput).
 MODEL_INPUTS = {"window": 0, "frame": 1}
 
@@ -82,7 +82,7 @@ class _AppConfig(ctypes.Structure):
         ("bench_window", _i32), ("bench_report_every", _i32), ("selftest_tail_ms", _i32),
         ("model_input", _i32), ("step_delay_frames", _i32),
         ("output_scale", ctypes.c_float), ("output_zero_point", _i32),
-        ("output_is_logits", _i32), ("arena_bytes", _u32),
+        ("output_is_logits", _i32), ("output_temperature", ctypes.c_float), ("arena_bytes", _u32),
         ("recognizer", _RecognizerConfig),
     ]
 
@@ -155,7 +155,9 @@ def load_library() -> ctypes.CDLL:
         "kws_recognizer_destroy": (None, [ctypes.c_void_p]),
         "kws_recognizer_reset": (None, [ctypes.c_void_p]),
         "kws_recognizer_process": (_i32, [ctypes.c_void_p, _u8p, _u32, ctypes.POINTER(_Recognition)]),
-        "kws_scores_from_output": (None, [_i8p, _i32, ctypes.c_float, _i32, _i32, _u8p]),
+        "kws_recognizer_replay": (_i32, [ctypes.c_void_p, _u8p, ctypes.POINTER(_u32), _i32, _i32p, _i32p,
+                                         ctypes.POINTER(_u32), _i32]),
+        "kws_scores_from_output": (None, [_i8p, _i32, ctypes.c_float, _i32, _i32, ctypes.c_float, _u8p]),
         "kws_app_default_config": (None, [ctypes.POINTER(_AppConfig)]),
         "kws_app_create": (ctypes.c_void_p, [ctypes.POINTER(_FrontendParams), ctypes.POINTER(_AppConfig),
                                              ctypes.POINTER(ctypes.c_char_p), _RUN_FN, _RESET_FN,
@@ -311,6 +313,21 @@ class NativeRecognizer:
                                          ctypes.byref(out))
         return Recognition(bool(out.found), out.label, out.score, bool(out.is_new_command))
 
+    def replay(self, scores, times_ms) -> list[tuple[int, int, int]]:
+        """Feed every row of `scores` [N, num_classes] at `times_ms` [N] in one C call (after whatever
+        was fed before); returns the new commands as (label, score, time_ms)."""
+        s = np.ascontiguousarray(scores, np.uint8)
+        t = np.ascontiguousarray(times_ms, np.uint32)
+        if s.ndim != 2 or s.shape[1] != self.config.num_classes or t.shape != (s.shape[0],):
+            raise ValueError(f"expected scores [N, {self.config.num_classes}] and times [N], got {s.shape}, {t.shape}")
+        cap = max(1, s.shape[0])  # at most one new command per result
+        labels, sc, tm = np.zeros(cap, np.int32), np.zeros(cap, np.int32), np.zeros(cap, np.uint32)
+        n = self._lib.kws_recognizer_replay(self._handle, _ptr(s, ctypes.c_uint8), _ptr(t, _u32), s.shape[0],
+                                            _ptr(labels, ctypes.c_int32), _ptr(sc, ctypes.c_int32), _ptr(tm, _u32), cap)
+        if n < 0:
+            raise ValueError("the C++ core rejected the replay arguments")
+        return list(zip(labels[:n].tolist(), sc[:n].tolist(), tm[:n].tolist()))
+
     def close(self) -> None:
         if getattr(self, "_handle", None):
             self._lib.kws_recognizer_destroy(self._handle)
@@ -319,12 +336,17 @@ class NativeRecognizer:
     __del__ = close
 
 
-def scores_from_output(output, scale: float, zero_point: int, is_logits: bool) -> np.ndarray:
-    """int8 model output -> uint8 scores, with the device's arithmetic."""
+def scores_from_output(output, scale: float, zero_point: int, is_logits: bool,
+                       temperature: float = 1.0) -> np.ndarray:
+    """int8 model output -> uint8 scores, with the device's arithmetic (`temperature`: logits only,
+    softmax(logits / T)). A 2-D `output` [N, classes] gives [N, classes] scores, row by row."""
     out = np.ascontiguousarray(output, np.int8)
+    if out.ndim == 2:
+        return np.stack([scores_from_output(row, scale, zero_point, is_logits, temperature) for row in out]) \
+            if out.shape[0] else np.zeros(out.shape, np.uint8)
     scores = np.zeros(out.size, np.uint8)
     load_library().kws_scores_from_output(_ptr(out, ctypes.c_int8), out.size, float(scale), int(zero_point),
-                                          int(bool(is_logits)), _ptr(scores, ctypes.c_uint8))
+                                          int(bool(is_logits)), float(temperature), _ptr(scores, ctypes.c_uint8))
     return scores
 
 
@@ -361,7 +383,7 @@ class NativeApp:
     def __init__(self, normalization: features.Normalization, input_scale: float, input_zero_point: int,
                  run_fn, *, labels=labels_lib.LABELS, output_scale: float = codegen.DEFAULT_OUTPUT_SCALE,
                  output_zero_point: int = codegen.DEFAULT_OUTPUT_ZERO_POINT, output_is_logits: bool = False,
-                 arena_bytes: int = 0, recognizer: dict | None = None, reset_fn=None, **app_config):
+                 output_temperature: float = 1.0, arena_bytes: int = 0, recognizer: dict | None = None, reset_fn=None, **app_config):
         self._lib = load_library()
         self.lines: list[str] = []
         self._error: BaseException | None = None
@@ -382,6 +404,7 @@ class NativeApp:
         cfg.output_scale = float(np.float32(output_scale))
         cfg.output_zero_point = int(output_zero_point)
         cfg.output_is_logits = int(bool(output_is_logits))
+        cfg.output_temperature = float(np.float32(output_temperature))
         cfg.arena_bytes = int(arena_bytes)
         self.config = cfg
         self.labels = labels

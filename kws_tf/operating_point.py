@@ -30,7 +30,6 @@ always holds more results than that in a running stream), so the default grid ke
 
 from __future__ import annotations
 
-import ctypes
 import dataclasses
 import itertools
 import json
@@ -44,20 +43,27 @@ from kws_tf.exported_model import RECOGNIZER_SETTINGS as SETTINGS  # the recogni
 
 DEFAULT_TARGET_FA_PER_HOUR = 2.0
 
-# The sweep: thresholds from 100 in steps of 5, every one from 240 (confident models saturate), four averaging windows
+# The sweep: thresholds from 60 in steps of 5, every one from 240 (confident models saturate), four averaging windows
 # (the longest the 64-result limit allows at 10 ms), the core's suppression and a longer one.
 DEFAULT_GRID = {
-    "detection_threshold": tuple(range(100, 240, 5)) + tuple(range(240, 256)),
+    "detection_threshold": tuple(range(60, 240, 5)) + tuple(range(240, 256)),
     "average_window_ms": (200, 300, 500, 640),
     "suppression_ms": (1000, 1500),
     "minimum_count": (3,),
 }
+# Score temperatures export tries (softmax(logits / T) on the device, kws::OutputQuantization): a
+# model trained with cross-entropy scores its confident mistakes 255 like its hits, and a
+# threshold cannot part them; T > 1 spreads them out again (BENCHMARKS.md section 7.3).
+DEFAULT_TEMPERATURES = (1.0, 2.0, 3.0, 4.0)
 
 
 @dataclasses.dataclass
 class ScoreTrace:
     """What the recogniser is given over one twin run: `scores` [N, classes] uint8 and
-    `times_ms` [N] (audio time since the start, as the board passes it)."""
+    `times_ms` [N] (audio time since the start, as the board passes it). `outputs` [N, classes]
+    int8 are the model outputs they came from (with `output` = (scale, zero point, is_logits,
+    temperature)), so `with_temperature` can re-score them as the device would at another
+    score temperature without running the model again."""
 
     times_ms: np.ndarray
     scores: np.ndarray
@@ -65,30 +71,39 @@ class ScoreTrace:
     silence_index: int
     unknown_index: int
     duration_s: float
+    outputs: np.ndarray | None = None
+    output: tuple | None = None
 
     def __post_init__(self):
         self.times_ms = np.ascontiguousarray(self.times_ms, np.uint32)
         self.scores = np.ascontiguousarray(self.scores, np.uint8)
-        self._ptrs = None
 
     def __len__(self):
         return int(self.times_ms.shape[0])
 
-    def pointers(self) -> list:
-        if self._ptrs is None:
-            base, stride = self.scores.ctypes.data, self.scores.shape[1]
-            p = ctypes.POINTER(ctypes.c_uint8)
-            self._ptrs = [ctypes.cast(base + i * stride, p) for i in range(len(self))]
-        return self._ptrs
+    @property
+    def temperature(self) -> float:
+        return float(self.output[3]) if self.output else 1.0
+
+    def with_temperature(self, temperature: float) -> "ScoreTrace":
+        """The same run scored at `temperature` (the C++ output scaling)."""
+        from kws_tf import native
+
+        if self.outputs is None or self.output is None:
+            raise ValueError("this trace kept no model outputs to re-score")
+        scale, zero_point, is_logits, _ = self.output
+        scores = native.scores_from_output(self.outputs, scale, zero_point, is_logits, temperature)
+        return dataclasses.replace(self, scores=scores, output=(scale, zero_point, is_logits, float(temperature)))
 
 
 def record(model, pcm, tail_ms: int = 1000, period_frames: int | None = None,
-           recognizer: dict | None = None) -> tuple[ScoreTrace, list]:
+           recognizer: dict | None = None, temperature: float | None = None) -> tuple[ScoreTrace, list]:
     """One twin run over `pcm` (`DeviceTwin.run`, same tail) -> (trace, the run's detections with
-    `recognizer` settings). The trace holds every result the app handed its recogniser."""
+    `recognizer` settings and score `temperature`, default the export's). The trace holds every
+    result the app handed its recogniser."""
     from kws_tf import native, simulate
 
-    twin = simulate.DeviceTwin(model, period_frames=period_frames, recognizer=recognizer)
+    twin = simulate.DeviceTwin(model, period_frames=period_frames, recognizer=recognizer, temperature=temperature)
     outputs = []
     inner = twin.app._run_fn
 
@@ -106,16 +121,17 @@ def record(model, pcm, tail_ms: int = 1000, period_frames: int | None = None,
         # it got the last `recognitions` results, at the audio time of their run.
         recognized = twin.counters["recognitions"]
         rc = twin.recognizer_config
+        temp = twin.temperature
     finally:
         twin.close()
     keep = outputs[len(outputs) - recognized:] if recognized else []
-    scores = np.stack([native.scores_from_output(o, model.output_scale, model.output_zero_point,
-                                                 model.output_is_logits) for _, o in keep]) if keep else \
-        np.zeros((0, len(model.labels)), np.uint8)
+    raw = np.stack([o for _, o in keep]) if keep else np.zeros((0, len(model.labels)), np.int8)
+    output = (model.output_scale, model.output_zero_point, model.output_is_logits, temp)
+    scores = native.scores_from_output(raw, *output)
     times = np.array([t for t, _ in keep], np.uint32)
     total = np.asarray(pcm).shape[0] / features.SAMPLE_RATE
     trace = ScoreTrace(times, scores, tuple(model.labels), int(rc.get("silence_index", -1)),
-                       int(rc.get("unknown_index", -1)), total)
+                       int(rc.get("unknown_index", -1)), total, raw, output)
     return trace, dets
 
 
@@ -128,16 +144,8 @@ def replay(trace: ScoreTrace, settings: dict | None = None) -> list:
                unknown_index=trace.unknown_index)
     rec = native.NativeRecognizer(**cfg)
     try:
-        process = rec._lib.kws_recognizer_process
-        handle = rec._handle
-        out = native._Recognition()
-        ref = ctypes.byref(out)
-        found = []
-        for p, t in zip(trace.pointers(), trace.times_ms.tolist()):
-            process(handle, p, t, ref)
-            if out.is_new_command:
-                found.append(simulate.Detection(t / 1000.0, trace.labels[out.label], int(out.score)))
-        return found
+        return [simulate.Detection(t / 1000.0, trace.labels[label], int(score))
+                for label, score, t in rec.replay(trace.scores, trace.times_ms)]
     finally:
         rec.close()
 
@@ -154,11 +162,11 @@ def expand_grid(grid: dict | None = None, base: dict | None = None) -> list:
 
 
 def evaluate(trace: ScoreTrace, events: list, duration_s: float, settings: dict, tolerance_s: float = 1.0) -> dict:
-    """One point: the settings and what they give on the stream."""
+    """One point: the settings (and the trace's score temperature) and what they give on the stream."""
     from kws_tf import stream
 
     s = stream.score_detections(replay(trace, settings), events, duration_s, tolerance_s=tolerance_s)
-    return {**{k: int(v) for k, v in settings.items()},
+    return {**{k: int(v) for k, v in settings.items()}, "score_temperature": trace.temperature,
             "hit_rate": s["hit_rate"], "false_alarms_per_hour": s["false_alarms_per_hour"],
             "hits": s["hits"], "keywords": s["keywords"], "false_alarms": s["false_alarms"],
             "false_alarm_breakdown": s["false_alarm_breakdown"],
@@ -166,15 +174,19 @@ def evaluate(trace: ScoreTrace, events: list, duration_s: float, settings: dict,
 
 
 def sweep(trace: ScoreTrace, events: list, duration_s: float, grid: dict | None = None,
-          tolerance_s: float = 1.0, base: dict | None = None) -> list:
-    """`evaluate` for every setting of `expand_grid(grid, base)`."""
-    return [evaluate(trace, events, duration_s, s, tolerance_s) for s in expand_grid(grid, base)]
+          tolerance_s: float = 1.0, base: dict | None = None, temperatures=None) -> list:
+    """`evaluate` for every setting of `expand_grid(grid, base)`, at each score temperature of
+    `temperatures` (None: the trace's own)."""
+    traces = [trace] if not temperatures else [trace.with_temperature(t) for t in temperatures]
+    settings = expand_grid(grid, base)
+    return [evaluate(tr, events, duration_s, s, tolerance_s) for tr in traces for s in settings]
 
 
 def _rank(p: dict):
     return (-(p["hit_rate"] or 0.0), p["false_alarms_per_hour"],
             p["delay_median_s"] if p["delay_median_s"] is not None else math.inf,
-            p["detection_threshold"], -p["average_window_ms"], p["suppression_ms"], p["minimum_count"])
+            p["detection_threshold"], -p["average_window_ms"], p["suppression_ms"], p["minimum_count"],
+            abs(math.log(p.get("score_temperature", 1.0))))
 
 
 def choose(points: list, target_fa_per_hour: float = DEFAULT_TARGET_FA_PER_HOUR) -> dict:
@@ -213,20 +225,22 @@ def monotone_violations(points: list) -> list:
     `suppression_ms`); each is listed so a curve can be read with that in mind."""
     groups = {}
     for p in points:
-        key = tuple(p[k] for k in SETTINGS if k != "detection_threshold")
+        key = tuple(p[k] for k in SETTINGS if k != "detection_threshold") + (p.get("score_temperature", 1.0),)
         groups.setdefault(key, []).append(p)
     bad = []
     for key, ps in groups.items():
         ps = sorted(ps, key=lambda p: p["detection_threshold"])
         for lo, hi in zip(ps, ps[1:]):
             if hi["false_alarms"] > lo["false_alarms"]:
-                bad.append({"settings": dict(zip([k for k in SETTINGS if k != "detection_threshold"], key)),
+                bad.append({"settings": dict(zip([k for k in SETTINGS if k != "detection_threshold"]
+                                                 + ["score_temperature"], key)),
                             "thresholds": [lo["detection_threshold"], hi["detection_threshold"]],
                             "false_alarms": [lo["false_alarms"], hi["false_alarms"]]})
     return bad
 
 
 def settings_of(point: dict) -> dict:
+    """The recogniser's (integer) settings of a point; its score temperature is `point["score_temperature"]`."""
     return {k: int(point[k]) for k in SETTINGS}
 
 
@@ -243,8 +257,8 @@ def _s(x):
 def markdown_table(curves: dict, max_rows: int = 14, base_label: str = "device defaults") -> str:
     """`curves`: {"<dB>": {"operating_point": ..., "points": [...], "defaults": point}} -> Markdown;
     `base_label` names the "defaults" row (the settings the twin ran with)."""
-    lines = ["| SNR | threshold | window ms | suppression ms | hit rate | false alarms / h | delay median / p95 s | |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = ["| SNR | score T | threshold | window ms | suppression ms | hit rate | false alarms / h | "
+             "delay median / p95 s | |", "|---|---|---|---|---|---|---|---|---|"]
     for snr, c in curves.items():
         rows = frontier(c["points"])
         if len(rows) > max_rows:
@@ -253,7 +267,8 @@ def markdown_table(curves: dict, max_rows: int = 14, base_label: str = "device d
         op = c["operating_point"]
         extra = [(base_label, c.get("defaults")), ("**operating point**", op)]
         for p, note in [(r, "") for r in rows] + [(p, n) for n, p in extra if p]:
-            lines.append(f"| {snr} dB | {p['detection_threshold']} | {p['average_window_ms']} | {p['suppression_ms']} | "
+            lines.append(f"| {snr} dB | {p.get('score_temperature', 1.0):g} | {p['detection_threshold']} | "
+                         f"{p['average_window_ms']} | {p['suppression_ms']} | "
                          f"{_pct(p['hit_rate'])} | {p['false_alarms_per_hour']:.1f} | "
                          f"{_s(p['delay_median_s'])} / {_s(p['delay_p95_s'])} | {note} |")
     return "\n".join(lines) + "\n"
@@ -285,9 +300,10 @@ def validation_streams_source(run_config: dict, data_dir=None) -> dict:
 
 def calibrate(model, run_config: dict, target_fa_per_hour: float = DEFAULT_TARGET_FA_PER_HOUR,
               snr_db: float = 20.0, minutes: float = 5.0, seed: int = 0, data_dir=None,
-              grid: dict | None = None, min_keywords: int = 40, log=print) -> dict:
-    """The export step (module doc). Returns {"settings", "source", "expected": point or None,
-    "note", "stream": {...}}; `source` is "calibrated" or "device_defaults"."""
+              grid: dict | None = None, min_keywords: int = 40, temperatures=DEFAULT_TEMPERATURES, log=print) -> dict:
+    """The export step (module doc). Returns {"settings", "score_temperature", "source", "expected":
+    point or None, "note", "stream": {...}}; `source` is "calibrated" or "device_defaults". The
+    score temperature is chosen with the settings, among `temperatures` (None: the model's own)."""
     import time
 
     from kws_tf import native, stream
@@ -300,7 +316,8 @@ def calibrate(model, run_config: dict, target_fa_per_hour: float = DEFAULT_TARGE
 
     def fallback(note):
         log(f"operating point: {note}; the device defaults are kept")
-        return {"source": "device_defaults", "settings": defaults, "expected": None, "note": note, "stream": desc}
+        return {"source": "device_defaults", "settings": defaults, "score_temperature": 1.0, "expected": None,
+                "note": note, "stream": desc}
 
     folder = src["folder"]
     if not folder or not pathlib.Path(folder).is_dir():
@@ -321,19 +338,21 @@ def calibrate(model, run_config: dict, target_fa_per_hour: float = DEFAULT_TARGE
                         f"(fewer than {min_keywords})")
     snr = snr_db if noise else None
     s = stream.build_stream(items, noise, snr, np.random.default_rng(seed + 1), noise_names=names)
-    trace, _ = record(model, s.pcm)
-    points = sweep(trace, s.events, s.duration_s, grid)
+    trace, _ = record(model, s.pcm, temperature=1.0)
+    points = sweep(trace, s.events, s.duration_s, grid, temperatures=temperatures)
     op = choose(points, target_fa_per_hour)
-    default_point = evaluate(trace, s.events, s.duration_s, defaults)
+    default_point = evaluate(trace, s.events, s.duration_s, defaults)  # the plain softmax, core defaults
     desc.update(snr_db=snr, duration_s=s.duration_s, keywords=n_kw, noise_sources=s.noise_sources,
                 fa_resolution_per_hour=3600.0 / s.duration_s, settings_tried=len(points),
+                temperatures_tried=list(temperatures or [trace.temperature]),
                 seconds=time.perf_counter() - t0)
     note = (f"{s.duration_s / 60:.1f} min of validation speakers at "
             f"{'no added noise' if snr is None else f'{snr:g} dB SNR'}, {n_kw} keywords; one false alarm = "
             f"{3600.0 / s.duration_s:.1f}/h")
     if not op["meets_target"]:
         note += f"; no setting reached {target_fa_per_hour:g} false alarms/h: the fewest false alarms chosen"
-    log(f"operating point: threshold {op['detection_threshold']}, window {op['average_window_ms']} ms, "
+    log(f"operating point: score temperature {op['score_temperature']:g}, threshold {op['detection_threshold']}, "
+        f"window {op['average_window_ms']} ms, "
         f"suppression {op['suppression_ms']} ms: hit rate {_pct(op['hit_rate'])} at "
         f"{op['false_alarms_per_hour']:.1f} false alarms/h (target {target_fa_per_hour:g}; {note}; "
         f"device defaults: {_pct(default_point['hit_rate'])} at {default_point['false_alarms_per_hour']:.1f}/h)")
@@ -341,8 +360,18 @@ def calibrate(model, run_config: dict, target_fa_per_hour: float = DEFAULT_TARGE
         log(f"warning: no recogniser setting reaches {target_fa_per_hour:g} false alarms/h on this stream; the "
             f"fewest false alarms cost hit rate ({_pct(op['hit_rate'])} vs {_pct(default_point['hit_rate'])} with "
             "the device defaults): choose with --target_fa_per_hour, --detection_threshold or --nooperating_point")
-    return {"source": "calibrated", "settings": settings_of(op), "expected": op, "device_defaults": default_point,
-            "note": note, "stream": desc}
+    return {"source": "calibrated", "settings": settings_of(op), "score_temperature": op["score_temperature"],
+            "expected": op, "device_defaults": default_point, "note": note, "stream": desc}
+
+
+def read_exported_temperature(folder) -> float:
+    """The score temperature an export chose (`export_report.json["recognizer"]["score_temperature"]`), else 1."""
+    from kws_tf.exported_model import _exported_temperature
+
+    try:
+        return _exported_temperature(json.loads((pathlib.Path(folder) / "export_report.json").read_text()))
+    except (OSError, ValueError):
+        return 1.0
 
 
 def read_exported_settings(folder) -> dict | None:
@@ -380,25 +409,35 @@ def export_step(model_bytes: bytes, normalization, labels, delay_frames: int | N
                 options: dict | None = None, log=print) -> dict:
     """kws_tf.export's operating-point step on the model the board runs by default (the step model
     when there is one). `options`: {"enabled" (True), "target_fa_per_hour" (2), "snr_db" (20),
-    "minutes" (5), "seed" (0), "overrides": {setting: value}} -> the report's "recognizer" entry:
-    {"source", "settings", "expected", "note", "stream", "overrides"}; user overrides win over the
-    calibrated (or default) values and are listed."""
+    "minutes" (5), "seed" (0), "temperatures" (DEFAULT_TEMPERATURES), "overrides": {setting: value}}
+    -> the report's "recognizer" entry: {"source", "settings", "score_temperature", "expected", "note",
+    "stream", "overrides"}; user overrides (recogniser settings and "score_temperature") win over
+    the calibrated (or default) values and are listed; a temperature override is then the only
+    temperature calibrated for."""
     from kws_tf import native
 
     o = dict(options or {})
-    overrides = {k: int(v) for k, v in (o.get("overrides") or {}).items() if k in SETTINGS and v is not None}
+    raw = o.get("overrides") or {}
+    overrides = {k: int(v) for k, v in raw.items() if k in SETTINGS and v is not None}
+    temperature = raw.get("score_temperature")
+    if temperature is not None and not float(temperature) > 0:
+        raise ValueError(f"the score temperature must be > 0 (got {temperature})")
+    temperatures = [float(temperature)] if temperature is not None else o.get("temperatures", DEFAULT_TEMPERATURES)
     if not o.get("enabled", True):
         defaults = {k: v for k, v in native.recognizer_defaults().items() if k in SETTINGS}
-        out = {"source": "device_defaults", "settings": defaults, "expected": None,
+        out = {"source": "device_defaults", "settings": defaults, "score_temperature": 1.0, "expected": None,
                "note": "operating point not calibrated (--nooperating_point)", "stream": None}
     else:
         model = model_from_bytes(model_bytes, normalization, labels, delay_frames)
         out = calibrate(model, run_config, target_fa_per_hour=float(o.get("target_fa_per_hour",
                                                                           DEFAULT_TARGET_FA_PER_HOUR)),
                         snr_db=float(o.get("snr_db", 20.0)), minutes=float(o.get("minutes", 5.0)),
-                        seed=int(o.get("seed", 0)), data_dir=o.get("data_dir"), log=log)
+                        seed=int(o.get("seed", 0)), data_dir=o.get("data_dir"), temperatures=temperatures, log=log)
+    if temperature is not None:
+        out["score_temperature"] = float(temperature)
+        overrides["score_temperature"] = float(temperature)
     if overrides:
-        out["settings"] = {**out["settings"], **overrides}
+        out["settings"] = {**out["settings"], **{k: v for k, v in overrides.items() if k in SETTINGS}}
         out["note"] = f"{out['note']}; overridden at export: {overrides} (the expected figures are for the chosen point)"
         log(f"operating point: overridden at export: {overrides}")
     out["overrides"] = overrides
@@ -408,7 +447,8 @@ def export_step(model_bytes: bytes, normalization, labels, delay_frames: int | N
 def header_note(rec: dict) -> str:
     """Comment lines for kws_settings.h describing where the recogniser settings come from."""
     exp = rec.get("expected")
-    lines = [f"source: {rec.get('source')}; {rec.get('note', '')}"]
+    lines = [f"source: {rec.get('source')}; {rec.get('note', '')}",
+             f"score temperature {rec.get('score_temperature', 1.0):g}: scores = softmax(logits / T)"]
     if exp:
         lines.append(f"expected on that stream: hit rate {_pct(exp['hit_rate'])} at "
                      f"{exp['false_alarms_per_hour']:.1f} false alarms/h (target {exp['target_fa_per_hour']:g}/h)")

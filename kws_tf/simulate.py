@@ -113,13 +113,14 @@ class DeviceTwin:
     (one `tflm.StepRunner.step` per 10 ms hop, its state reset with the app), as on the
     board; `period_frames` must be None or 1. `recognizer`: overrides of the C++
     RecognizerConfig fields, over the export's chosen settings (`model.recognizer`, from
-    export_report.json) when it has them, else over the core's defaults. `record_windows=True` keeps every int8 input fed to TFLM
+    export_report.json) when it has them, else over the core's defaults. `temperature`: the
+    score temperature (softmax(logits / T)); None: the export's (`model.score_temperature`). `record_windows=True` keeps every int8 input fed to TFLM
     (the window, or the step model's frame) with the number of frames computed so far
     (`windows`, `window_frames`) for parity checks.
     """
 
     def __init__(self, model: ExportedModel, period_frames: int | None = None, recognizer: dict | None = None,
-                 record_windows: bool = False, arena_size: int | None = None):
+                 record_windows: bool = False, arena_size: int | None = None, temperature: float | None = None):
         from kws_tf import native, tflm
 
         if period_frames is not None and int(period_frames) < 1:
@@ -146,12 +147,15 @@ class DeviceTwin:
         elif period_frames is not None:
             app_config["inference_every_frames"] = int(period_frames)
         rec = {k: int(v) for k, v in {**(model.recognizer or {}), **(recognizer or {})}.items() if v is not None}
+        self.temperature = float(model.score_temperature if temperature is None else temperature)
+        if not self.temperature > 0:
+            raise SimulateError(f"the score temperature must be > 0, got {temperature}")
         try:
             self.app = native.NativeApp(
                 model.normalization, model.input_scale, model.input_zero_point,
                 self._step if model.is_step else self._run,
                 labels=model.labels, output_scale=model.output_scale, output_zero_point=model.output_zero_point,
-                output_is_logits=model.output_is_logits, recognizer=rec,
+                output_is_logits=model.output_is_logits, output_temperature=self.temperature, recognizer=rec,
                 reset_fn=self.runner.reset if model.is_step else None, **app_config)
         except ValueError as e:
             raise SimulateError(str(e)) from None
@@ -269,6 +273,7 @@ def define_flags():
                          "export's, else the core's).")
     flags.DEFINE_integer("minimum_count", None, "Recogniser: results needed before deciding (default: the "
                          "export's, else the core's).")
+    flags.DEFINE_float("score_temperature", None, "Scores = softmax(logits / T) (default: the export's, else 1).")
 
 
 def main(argv):
@@ -284,7 +289,9 @@ def main(argv):
     pcm = read_stream_wav(FLAGS.wav)
     model = load_exported(FLAGS.model)
     rec = {name: getattr(FLAGS, name) for name in RECOGNIZER_FLAGS}
-    twin = DeviceTwin(model, period_frames=FLAGS.period_frames, recognizer=rec)
+    if FLAGS.score_temperature is not None and not FLAGS.score_temperature > 0:
+        raise SimulateError(f"--score_temperature must be > 0 (got {FLAGS.score_temperature:g})")
+    twin = DeviceTwin(model, period_frames=FLAGS.period_frames, recognizer=rec, temperature=FLAGS.score_temperature)
     detections = twin.run(pcm, tail_ms=FLAGS.tail_ms)
     for d in detections:
         print(d.line())
@@ -294,6 +301,7 @@ def main(argv):
     print(f"# {len(detections)} detection(s) in {pcm.size / features.SAMPLE_RATE:.2f} s of audio; "
           f"{runs}; recogniser "
           + " ".join(f"{k}={v}" for k, v in twin.recognizer_config.items() if k in RECOGNIZER_FLAGS)
+          + f" score_temperature={twin.temperature:g}"
           + (" (export's operating point" + (", flags override" if any(v is not None for v in rec.values()) else "")
              + ")" if model.recognizer else " (device defaults)" if not any(v is not None for v in rec.values())
              else ""),

@@ -174,3 +174,64 @@ def test_calibrate_chooses_from_its_sweep(step_model, monkeypatch):
     assert out["source"] == "calibrated", out["note"]
     assert out["expected"]["false_alarms_per_hour"] <= 60.0
     assert out["stream"]["fa_resolution_per_hour"] == pytest.approx(3600 / out["stream"]["duration_s"])
+    # the score temperature is chosen with the settings, among the ones tried
+    assert out["stream"]["temperatures_tried"] == list(op.DEFAULT_TEMPERATURES)
+    assert out["score_temperature"] == out["expected"]["score_temperature"] in op.DEFAULT_TEMPERATURES
+
+
+def test_temperature_rescoring_equals_a_twin_run_at_that_temperature(step_model, planted, trace):
+    tr, _ = trace
+    assert tr.temperature == 1.0
+    hot = tr.with_temperature(3.0)
+    direct, dets = op.record(step_model, planted.pcm, temperature=3.0)
+    assert np.array_equal(hot.scores, direct.scores) and direct.temperature == 3.0
+    assert op.replay(hot, {}) == dets
+    twin = simulate.DeviceTwin(step_model, temperature=3.0, recognizer={"detection_threshold": 120})
+    assert op.replay(hot, {"detection_threshold": 120}) == twin.run(planted.pcm)
+    twin.close()
+    # the winner stays (up to ties in the uint8 rounding); a confident winner's score only drops
+    assert np.mean(hot.scores.argmax(1) == tr.scores.argmax(1)) > 0.99
+    confident = tr.scores.max(1) >= 200
+    assert confident.sum() > 100
+    assert np.all(hot.scores.max(1)[confident] <= tr.scores.max(1)[confident])
+    assert hot.scores.max(1)[confident].mean() < tr.scores.max(1)[confident].mean() - 20
+    points = op.sweep(tr, planted.events, planted.duration_s, GRID, temperatures=(1.0, 3.0))
+    assert {p["score_temperature"] for p in points} == {1.0, 3.0}
+    assert len(points) == 2 * len(op.expand_grid(GRID))
+
+
+def test_header_and_twin_carry_the_score_temperature(step_model, tmp_path, monkeypatch):
+    base = dict(normalization=features.Normalization(np.zeros(32), np.ones(32)), input_scale=0.1, input_zero_point=0)
+    text = codegen.render_frontend_header(**base, recognizer={"detection_threshold": 200, "score_temperature": 3.0})
+    assert "#ifndef KWS_SCORE_TEMPERATURE\n#define KWS_SCORE_TEMPERATURE 3.0f\n#endif" in text
+    assert "c.output.temperature = KWS_SCORE_TEMPERATURE;" in text
+    for bad in (0.0, -1.0, "3"):
+        with pytest.raises(ValueError):
+            codegen.render_frontend_header(**base, recognizer={"score_temperature": bad})
+    # export_step: a user's temperature wins and is the only one calibrated for
+    seen = {}
+
+    def fake_calibrate(*a, **k):
+        seen.update(k)
+        return {"source": "calibrated", "settings": {"detection_threshold": 200}, "score_temperature": 4.0,
+                "expected": None, "note": "stub", "stream": {}}
+
+    monkeypatch.setattr(op, "calibrate", fake_calibrate)
+    rec = op.export_step(step_model.model_bytes, step_model.normalization, step_model.labels,
+                         step_model.step_delay_frames, {}, {"overrides": {"score_temperature": 2.5}}, log=lambda m: None)
+    assert seen["temperatures"] == [2.5]
+    assert rec["score_temperature"] == 2.5 and rec["overrides"] == {"score_temperature": 2.5}
+    assert "score temperature 2.5" in op.header_note(rec)
+    folder = tmp_path / "exp"
+    shutil.copytree(step_model.path.parent, folder)
+    report = json.loads((folder / "export_report.json").read_text())
+    report["recognizer"] = rec
+    (folder / "export_report.json").write_text(json.dumps(report))
+    loaded = simulate.load_exported(folder / "model_step_int8.tflite")
+    assert loaded.score_temperature == 2.5 and op.read_exported_temperature(folder) == 2.5
+    twin = simulate.DeviceTwin(loaded)
+    assert twin.temperature == 2.5 and twin.app.config.output_temperature == 2.5
+    twin.close()
+    with pytest.raises(ValueError):
+        op.export_step(step_model.model_bytes, step_model.normalization, step_model.labels,
+                       step_model.step_delay_frames, {}, {"overrides": {"score_temperature": 0}}, log=lambda m: None)

@@ -244,12 +244,33 @@ int32_t kws_recognizer_process(kws_recognizer* r, const uint8_t* scores, uint32_
   return 0;
 }
 
+int32_t kws_recognizer_replay(kws_recognizer* r, const uint8_t* scores, const uint32_t* times_ms,
+                              int32_t n, int32_t* out_labels, int32_t* out_scores,
+                              uint32_t* out_times_ms, int32_t max_out) {
+  if (!r || n < 0 || (n > 0 && (!scores || !times_ms)) || max_out < 0) return -1;
+  if (max_out > 0 && (!out_labels || !out_scores || !out_times_ms)) return -1;
+  const int32_t stride = r->recognizer.config().num_classes;
+  int32_t found = 0;
+  for (int32_t i = 0; i < n; ++i) {
+    const kws::Recognition rec = r->recognizer.Process(scores + i * stride, times_ms[i]);
+    if (!rec.is_new_command) continue;
+    if (found < max_out) {
+      out_labels[found] = rec.label;
+      out_scores[found] = rec.score;
+      out_times_ms[found] = times_ms[i];
+    }
+    ++found;
+  }
+  return found;
+}
+
 void kws_scores_from_output(const int8_t* output, int32_t n, float scale, int32_t zero_point,
-                            int32_t is_logits, uint8_t* scores) {
+                            int32_t is_logits, float temperature, uint8_t* scores) {
   kws::OutputQuantization q;
   q.scale = scale;
   q.zero_point = zero_point;
   q.is_logits = is_logits != 0;
+  q.temperature = temperature;
   kws::ScoresFromOutput(output, n, q, scores);
 }
 
@@ -265,6 +286,7 @@ void kws_app_default_config(kws_app_config* out) {
   out->output_scale = d.output.scale;
   out->output_zero_point = d.output.zero_point;
   out->output_is_logits = d.output.is_logits ? 1 : 0;
+  out->output_temperature = d.output.temperature;
   out->arena_bytes = 0;
   kws_recognizer_default_config(&out->recognizer);
 }
@@ -290,6 +312,7 @@ kws_app* kws_app_create(const kws_frontend_params* params, const kws_app_config*
   c.output.scale = config->output_scale;
   c.output.zero_point = config->output_zero_point;
   c.output.is_logits = config->output_is_logits != 0;
+  c.output.temperature = config->output_temperature;
   c.recognizer = ToRecognizerConfig(config->recognizer);
   if (labels) {
     const int32_t n = config->recognizer.num_classes;

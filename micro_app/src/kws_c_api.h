@@ -22,8 +22,10 @@ extern "C" {
 #endif
 
 /* 2: kws_app_config.model_input / step_delay_frames, the reset callback of
- *    kws_app_create, kws_app_counters(app, out, n). */
-#define KWS_C_API_VERSION 2
+ *    kws_app_create, kws_app_counters(app, out, n).
+ * 3: score temperature (kws_scores_from_output's argument, kws_app_config.
+ *    output_temperature), kws_recognizer_replay. */
+#define KWS_C_API_VERSION 3
 
 /* Fills out[0..n) with: sample rate, window, hop, fft size, fft bins, mel
  * bands, mfcc, frames per model input, max classes. Returns how many the
@@ -84,9 +86,19 @@ KWS_API void kws_recognizer_reset(kws_recognizer* r);
 KWS_API int32_t kws_recognizer_process(kws_recognizer* r, const uint8_t* scores,
                                        uint32_t time_ms, kws_recognition* out);
 
-/* Model output -> 0..255 scores, exactly as the app does it. */
+/* Feeds n results (scores [n][num_classes], times_ms [n]) in order; writes the
+ * new commands (label, score, time) into out_* up to max_out and returns how many
+ * there were (possibly more than max_out), or -1 on bad arguments. One call per
+ * stream instead of one per result: what a threshold sweep replays. */
+KWS_API int32_t kws_recognizer_replay(kws_recognizer* r, const uint8_t* scores,
+                                      const uint32_t* times_ms, int32_t n, int32_t* out_labels,
+                                      int32_t* out_scores, uint32_t* out_times_ms, int32_t max_out);
+
+/* Model output -> 0..255 scores, exactly as the app does it (temperature:
+ * logits only, softmax(logits / temperature); 1 = the plain softmax). */
 KWS_API void kws_scores_from_output(const int8_t* output, int32_t n, float scale,
-                                    int32_t zero_point, int32_t is_logits, uint8_t* scores);
+                                    int32_t zero_point, int32_t is_logits, float temperature,
+                                    uint8_t* scores);
 
 /* ---------------------------------------------------------------- whole app */
 /* The model runner: fill output[num_classes] from input (model_input
@@ -113,6 +125,7 @@ typedef struct {
   float output_scale;
   int32_t output_zero_point;
   int32_t output_is_logits;
+  float output_temperature; /* logits only: softmax(logits / T) */
   uint32_t arena_bytes; /* reported as arena= in BENCH lines */
   kws_recognizer_config recognizer;
 } kws_app_config;

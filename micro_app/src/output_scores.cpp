@@ -22,6 +22,10 @@ void ScoresFromOutput(const int8_t* output, int n, const OutputQuantization& q,
     for (int i = 0; i < n; ++i) scores[i] = ToScore(v[i]);
     return;
   }
+  if (q.temperature > 0.0f && q.temperature != 1.0f) {
+    const float inv_t = 1.0f / q.temperature;
+    for (int i = 0; i < n; ++i) v[i] *= inv_t;
+  }
   float top = v[0];
   for (int i = 1; i < n; ++i) top = v[i] > top ? v[i] : top;
   float sum = 0.0f;

@@ -2,6 +2,7 @@
 
 #include <vector>
 
+#include "output_scores.h"
 #include "recognizer.h"
 
 namespace {
@@ -139,3 +140,36 @@ TEST(Recognizer, RejectsBadConfig) {
 }
 
 }  // namespace
+
+// The score temperature spreads what a plain softmax saturates: two outputs with
+// logit margins 6 and 9 both score 255 at T = 1 but differ at T = 3, and the
+// winner never changes.
+TEST(OutputScores, TemperatureUnsaturatesConfidentScores) {
+  kws::OutputQuantization q;
+  q.scale = 0.25f;
+  q.zero_point = 0;
+  q.is_logits = true;
+  int8_t margin6[kClasses] = {0};
+  int8_t margin9[kClasses] = {0};
+  margin6[2] = 24;  // 6.0 after scaling
+  margin9[2] = 36;  // 9.0
+  uint8_t a[kClasses], b[kClasses];
+  kws::ScoresFromOutput(margin6, kClasses, q, a);
+  kws::ScoresFromOutput(margin9, kClasses, q, b);
+  EXPECT_EQ(a[2], 248);  // e^6 / (e^6 + 11)
+  EXPECT_EQ(b[2], 255);
+  q.temperature = 3.0f;
+  kws::ScoresFromOutput(margin6, kClasses, q, a);
+  kws::ScoresFromOutput(margin9, kClasses, q, b);
+  EXPECT_EQ(a[2], 102);  // e^2 / (e^2 + 11) = 0.402
+  EXPECT_EQ(b[2], 165);  // e^3 / (e^3 + 11)
+  for (int c = 0; c < kClasses; ++c) {
+    if (c != 2) {
+      EXPECT_LT(a[c], a[2]);
+    }
+  }
+  q.is_logits = false;  // probabilities are never re-tempered: 6.0 clamps to 255
+  kws::ScoresFromOutput(margin6, kClasses, q, a);
+  EXPECT_EQ(a[2], 255);
+  EXPECT_EQ(a[0], 0);
+}
