@@ -24,7 +24,8 @@ class ConfigError(ValueError):
 
 @dataclasses.dataclass(frozen=True)
 class Field:
-    """One leaf of the schema: its type (`int`, `number` or `str`) and the values it accepts."""
+    """One leaf of the schema: its type (`int`, `number`, `str`, or `paths`: a non-empty list of
+    non-empty strings) and the values it accepts."""
 
     kind: str
     lo: float | None = None
@@ -37,7 +38,8 @@ class Field:
     def rule(self) -> str:
         if self.choices:
             return "one of " + ", ".join(repr(c) for c in self.choices)
-        what = {"int": "an integer", "number": "a number", "str": "a string"}[self.kind]
+        what = {"int": "an integer", "number": "a number", "str": "a string",
+                "paths": "a non-empty list of folder paths"}[self.kind]
         if self.lo is not None and self.hi is not None:
             return f"{what} in {'(' if self.lo_open else '['}{self.lo:g}, {self.hi:g}{')' if self.hi_open else ']'}"
         if self.lo is not None:
@@ -50,6 +52,10 @@ class Field:
         """Why `value` is not acceptable, or None."""
         if self.kind == "str":
             ok_type = isinstance(value, str)
+        elif self.kind == "paths":
+            ok_type = (isinstance(value, list) and bool(value)
+                       and all(isinstance(v, str) and v.strip() for v in value))
+            return None if ok_type else f"must be {self.rule()} (got {value!r})"
         elif self.kind == "int":
             ok_type = isinstance(value, int) and not isinstance(value, bool)
         else:
@@ -122,8 +128,14 @@ SCHEMA = {
         "end_fraction": _prob(),
         "frequency": Field("int", 1, 1_000_000),
     },
+    # distillation from finished runs (kws_tf.distill; not in the paper's recipe); the block is optional
+    "distill": {
+        "teachers": Field("paths"),
+        "alpha": Field("number", 0.0, 1.0),  # weight of the hard-label cross-entropy
+        "temperature": Field("number", 0.0, 100.0, lo_open=True),
+    },
 }
-OPTIONAL_SECTIONS = ("prune",)
+OPTIONAL_SECTIONS = ("prune", "distill")
 # schedule name -> the optional schedule keys it needs (the others listed here are refused)
 SCHEDULE_KEYS = {"poly_hold_decay": ("warmup_fraction", "hold_fraction", "power"),
                  "warmup_cosine": ("warmup_epochs",)}

@@ -124,34 +124,13 @@ def load_folder(
                  _read_list(test_list) if test_list.exists() else set())
 
     stats = ReadStats()
-    parts = {s: ([], [], []) for s in ("train", "validation", "test")}
-    total = sum(1 for d in word_dirs for _ in d.glob("*.wav"))
-    if total == 0:
-        raise DataError(f"data folder {data_dir} holds no .wav files in its word folders")
-    log(f"reading {total} wav files from {data_dir} ...")
-    done = 0
-    for d in word_dirs:
-        label = labels.label_index(d.name)
-        files = sorted(d.glob("*.wav"))
-        if max_per_class:
-            files = files[:max_per_class]
-        for f in files:
-            done += 1
-            if done % 5000 == 0:
-                log(f"  {done}/{total}")
-            rel = f"{d.name}/{f.name}"
-            if lists is not None:
-                split = "validation" if rel in lists[0] else "test" if rel in lists[1] else "train"
-            else:
-                split = split_of(speaker_of(f), validation_percent, test_percent)
-            try:
-                pcm = read_wav(f, stats)
-            except AudioError as e:
-                stats.skip(rel, str(e))
-                continue
-            parts[split][0].append(pcm)
-            parts[split][1].append(label)
-            parts[split][2].append(rel)
+
+    def split_for(f: pathlib.Path, rel: str) -> str:
+        if lists is not None:
+            return "validation" if rel in lists[0] else "test" if rel in lists[1] else "train"
+        return split_of(speaker_of(f), validation_percent, test_percent)
+
+    parts = _read_word_dirs(data_dir, word_dirs, split_for, max_per_class, stats, log)
 
     noise = load_noise(noise_dir or root / labels.BACKGROUND_NOISE_DIR, stats)
     has_silence_dir = (root / labels.SILENCE).is_dir()
@@ -175,6 +154,61 @@ def load_folder(
     log(f"clips: train {len(ds.train)}, validation {len(ds.validation)}, test {len(ds.test) if ds.test else 0}; "
         f"noise recordings: {len(noise)}")
     return ds
+
+
+def _read_word_dirs(data_dir, word_dirs: list, split_for, max_per_class: int | None, stats: ReadStats,
+                    log) -> dict:
+    """Decode every wav of `word_dirs` (labelled by folder name) into {split: (clips, labels, names)};
+    `split_for(path, "word/file.wav")` names the split; unreadable wavs are counted in `stats`."""
+    parts = {s: ([], [], []) for s in ("train", "validation", "test")}
+    total = sum(1 for d in word_dirs for _ in d.glob("*.wav"))
+    if total == 0:
+        raise DataError(f"data folder {data_dir} holds no .wav files in its word folders")
+    log(f"reading {total} wav files from {data_dir} ...")
+    done = 0
+    for d in word_dirs:
+        label = labels.label_index(d.name)
+        files = sorted(d.glob("*.wav"))
+        if max_per_class:
+            files = files[:max_per_class]
+        for f in files:
+            done += 1
+            if done % 5000 == 0:
+                log(f"  {done}/{total}")
+            rel = f"{d.name}/{f.name}"
+            try:
+                pcm = read_wav(f, stats)
+            except AudioError as e:
+                stats.skip(rel, str(e))
+                continue
+            split = split_for(f, rel)
+            parts[split][0].append(pcm)
+            parts[split][1].append(label)
+            parts[split][2].append(rel)
+    return parts
+
+
+def load_extra_train(data_dir, log=print) -> AudioSet:
+    """Every clip of a Speech Commands-layout folder as TRAINING clips (e.g. `kws_tf.mine`'s
+    hard negatives; a folder per class, no split, no silence cut from noise)."""
+    root = pathlib.Path(data_dir)
+    if not root.is_dir():
+        raise DataError(f"extra training folder {data_dir} does not exist or is not a folder")
+    word_dirs = sorted(d for d in root.iterdir() if d.is_dir() and d.name != labels.BACKGROUND_NOISE_DIR)
+    stats = ReadStats()
+    parts = _read_word_dirs(data_dir, word_dirs, lambda f, rel: "train", None, stats, log)
+    if stats.skipped:
+        log(f"warning: {stats.summary()}")
+    out = _stack(*parts["train"])
+    log(f"extra training clips from {data_dir}: {_counts_text({k: v for k, v in out.class_counts().items() if v})}")
+    return out
+
+
+def with_extra_train(ds: Dataset, extra: AudioSet) -> Dataset:
+    """`ds` with `extra` appended to its training clips (the source names both)."""
+    train = AudioSet(np.concatenate([ds.train.audio, extra.audio]), np.concatenate([ds.train.labels, extra.labels]),
+                     list(ds.train.names) + list(extra.names))
+    return dataclasses.replace(ds, train=train)
 
 
 def _warn_missing_words(root: pathlib.Path, word_dirs: list, has_silence_source: bool, log) -> None:
@@ -384,12 +418,16 @@ def compute_normalization(train: AudioSet, max_clips: int = 4000, seed: int = 0,
                                                 frontend=frontend)
 
 
-def eval_dataset(audio_set: AudioSet, normalization: features.Normalization, batch_size: int):
-    """Un-augmented, normalised features as a batched tf.data.Dataset of (x, y)."""
+def eval_dataset(audio_set: AudioSet, normalization: features.Normalization, batch_size: int, targets=None):
+    """Un-augmented, normalised features as a batched tf.data.Dataset of (x, y); `targets`
+    (x, y) -> (x, y') rewrites each batch's labels (distillation packs the teachers' scores)."""
     import tensorflow as tf
 
     x = clean_features(audio_set, normalization)
-    return tf.data.Dataset.from_tensor_slices((x, audio_set.labels)).batch(batch_size).prefetch(2)
+    ds = tf.data.Dataset.from_tensor_slices((x, audio_set.labels)).batch(batch_size)
+    if targets is not None:
+        ds = ds.map(targets)
+    return ds.prefetch(2)
 
 
 def train_dataset(
@@ -401,10 +439,12 @@ def train_dataset(
     seed: int,
     first_epoch: int,
     last_epoch: int,
+    targets=None,
 ):
     """Augmented, normalised training batches for epochs [first_epoch, last_epoch).
 
-    Yields exactly `steps_per_epoch(len(audio_set), batch_size)` batches per epoch.
+    Yields exactly `steps_per_epoch(len(audio_set), batch_size)` batches per epoch. `targets`
+    (x, y) -> (x, y') rewrites each batch's labels after augmentation (see `eval_dataset`).
     """
     import tensorflow as tf
 
@@ -438,7 +478,7 @@ def train_dataset(
             x = (x - mean) * inv_std
         if fe.spec_augment:
             x = augment.spec_augment(x, batch_seed, aug)
-        return x[:, None], y
+        return (x[:, None], y) if targets is None else targets(x[:, None], y)
 
     ds = tf.data.Dataset.from_generator(batches, output_signature=sig)
     return ds.map(to_features, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).prefetch(tf.data.AUTOTUNE)

@@ -61,6 +61,13 @@ def define_flags():
                       "whose receptive field lies inside the window (streams identically, no look-ahead).")
     flags.DEFINE_float("target_sparsity", None, "Prune the Conv2D/Dense kernels during training to this fraction of "
                        "zeros (kws_tf.pruning; the config's prune block or its defaults for the rest; 0: dense).")
+    flags.DEFINE_list("teacher_dirs", None, "Distil from these finished runs (comma-separated model_dirs; their "
+                      "scores are averaged). Adds the config's distill block (kws_tf.distill; not the paper's recipe).")
+    flags.DEFINE_float("distill_alpha", None, "Distillation: weight of the hard-label cross-entropy (default 0.5).")
+    flags.DEFINE_float("distill_temperature", None, "Distillation: softmax temperature of teacher and student "
+                       "(default 2).")
+    flags.DEFINE_list("extra_train_dir", None, "Folders in the Speech Commands layout whose every clip is added to "
+                      "the TRAINING clips (e.g. the hard negatives of `python -m kws_tf.mine`).")
     flags.DEFINE_string("strategy", "default",
                         "Data parallelism (kws_tf.distribute): 'default' one device; 'mirrored' all local GPUs "
                         "(or --cpu_replicas logical CPUs); 'multi_worker' one process per worker, cluster from "
@@ -80,8 +87,9 @@ class RunError(RuntimeError):
 
 # Fields that must match for --resume to continue a run.
 RESUME_KEYS = ("model", "channels", "gate", "ce_weight", "optimizer", "schedule", "epochs", "batch_size",
-               "augment", "seed", "data", "time_average", "prune", "label_smoothing")
-RESUME_DEFAULTS = {"time_average": "full", "prune": None, "label_smoothing": 0.0}  # runs written before the key existed
+               "augment", "seed", "data", "time_average", "prune", "label_smoothing", "distill")
+RESUME_DEFAULTS = {"time_average": "full", "prune": None, "label_smoothing": 0.0, "distill": None}
+DISTILL_DEFAULTS = {"alpha": 0.5, "temperature": 2.0}  # runs written before the key existed
 
 
 def _check_writable(model_dir: pathlib.Path) -> None:
@@ -129,11 +137,14 @@ def _load_data(run_config: dict, log):
 
     src = run_config["data"]
     if src["kind"] == "folder":
-        return data.load_folder(src["path"], src["validation_percent"], src["test_percent"],
-                                noise_dir=src.get("noise_dir"), max_per_class=src.get("max_per_class"), log=log)
-    ds = data.load_tfds(src.get("tfds_data_dir"), log=log)
-    if src.get("noise_dir"):
-        ds.noise = data.load_noise(src["noise_dir"])
+        ds = data.load_folder(src["path"], src["validation_percent"], src["test_percent"],
+                              noise_dir=src.get("noise_dir"), max_per_class=src.get("max_per_class"), log=log)
+    else:
+        ds = data.load_tfds(src.get("tfds_data_dir"), log=log)
+        if src.get("noise_dir"):
+            ds.noise = data.load_noise(src["noise_dir"])
+    for folder in src.get("extra_train") or ():
+        ds = data.with_extra_train(ds, data.load_extra_train(folder, log=log))
     return ds
 
 
@@ -163,12 +174,14 @@ def _build(run_config: dict, total_steps: int, prune: bool = False):
         raise config_lib.ConfigError(f"unsupported optimizer {opt_cfg['name']!r} (only sgd)")
     schedule = schedules.from_config(sch, opt_cfg["lr"], total_steps, total_steps // run_config["epochs"])
     optimizer = keras.optimizers.SGD(learning_rate=schedule, momentum=opt_cfg["momentum"])
-    net.compile(
-        optimizer=optimizer,
-        loss=losses.classification_loss(run_config.get("label_smoothing", 0.0)),
-        loss_weights=[run_config["ce_weight"]],
-        metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
-    )
+    distill = run_config.get("distill")
+    if distill:  # labels arrive packed with the teachers' scores (kws_tf.distill)
+        loss = losses.distillation_loss(distill["alpha"], distill["temperature"], run_config.get("label_smoothing", 0.0))
+        metric = losses.packed_accuracy()
+    else:
+        loss = losses.classification_loss(run_config.get("label_smoothing", 0.0))
+        metric = keras.metrics.SparseCategoricalAccuracy(name="accuracy")
+    net.compile(optimizer=optimizer, loss=loss, loss_weights=[run_config["ce_weight"]], metrics=[metric])
     optimizer.build(net.trainable_variables)
     return net, optimizer
 
@@ -327,6 +340,14 @@ def run_training(run_config: dict, model_dir, resume: bool = False, verbose: str
         except (KeyError, TypeError, ValueError) as e:
             raise RunError(f"--resume: {norm_path} is unusable ({e})") from None
 
+    teachers = None
+    if run_config.get("distill"):
+        from kws_tf import distill
+
+        teachers = distill.load_teachers(run_config["distill"], normalization, student_dir=model_dir)
+        log(f"distilling from {len(teachers.nets)} teacher(s) at temperature {teachers.temperature:g}, "
+            f"hard-label weight {run_config['distill']['alpha']:g}")
+
     epochs, batch_size = run_config["epochs"], run_config["batch_size"]
     steps = data.steps_per_epoch(len(dataset.train), batch_size)
     distribute.check_batches(len(dataset.train), batch_size, distribute.replicas(strategy))
@@ -352,9 +373,10 @@ def run_training(run_config: dict, model_dir, resume: bool = False, verbose: str
     t0 = time.perf_counter()
     end_epoch = epochs if stop_after_epochs is None else min(epochs, start_epoch + stop_after_epochs)
     if start_epoch < end_epoch:
+        pack = teachers.pack if teachers else None
         train_ds = data.train_dataset(dataset.train, normalization, aug, dataset.noise, batch_size,
-                                      run_config["seed"], start_epoch, epochs)
-        val_ds = data.eval_dataset(dataset.validation, normalization, 256)
+                                      run_config["seed"], start_epoch, epochs, targets=pack)
+        val_ds = data.eval_dataset(dataset.validation, normalization, 256, targets=pack)
         val_steps = None
         if distribute.is_distributed(strategy):
             log(f"data parallel: {distribute.describe(strategy)}, global batch {batch_size}")
@@ -388,6 +410,8 @@ def run_training(run_config: dict, model_dir, resume: bool = False, verbose: str
         "train_seconds_this_invocation": train_seconds,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
         "prune": run_config.get("prune"),
+        "distill": run_config.get("distill"),
+        "extra_train": run_config["data"].get("extra_train"),
         "sparsity": pruning.measured_sparsity(net),  # zeros / size of the Conv2D/Dense kernels
     }
     report = write_report(net, dataset, normalization, model_dir, extra)
@@ -447,6 +471,7 @@ def resolve_config(flag_values) -> dict:
     from kws_tf import pruning
 
     cfg = pruning.config_with_target(cfg, getattr(flag_values, "target_sparsity", None))
+    cfg = _with_distill_flags(cfg, flag_values)
     source = flag_values.config or config_lib.default_config_path(flag_values.C, flag_values.model)
     config_lib.validate(cfg, f"config {source} with the given flags")
     cfg["seed"] = getattr(flag_values, "seed", 0) or 0
@@ -458,7 +483,36 @@ def resolve_config(flag_values) -> dict:
     else:
         cfg["data"] = {"kind": "tfds", "tfds_data_dir": flag_values.tfds_data_dir,
                        "noise_dir": os.path.abspath(flag_values.noise_dir) if flag_values.noise_dir else None}
+    extra = getattr(flag_values, "extra_train_dir", None)
+    if extra:
+        missing = [d for d in extra if not os.path.isdir(d)]
+        if missing:
+            raise config_lib.ConfigError(f"--extra_train_dir: {', '.join(missing)} is not a folder")
+        cfg["data"]["extra_train"] = [os.path.abspath(d) for d in extra]
     return cfg
+
+
+def _with_distill_flags(cfg: dict, flag_values) -> dict:
+    """The config's distill block with --teacher_dirs / --distill_alpha / --distill_temperature applied;
+    teacher paths made absolute (the run config must name them wherever the run is resumed from)."""
+    teachers = getattr(flag_values, "teacher_dirs", None)
+    alpha, temperature = (getattr(flag_values, n, None) for n in ("distill_alpha", "distill_temperature"))
+    block = cfg.get("distill")
+    if not teachers and block is None:
+        if alpha is not None or temperature is not None:
+            raise config_lib.ConfigError("--distill_alpha/--distill_temperature need --teacher_dirs "
+                                         "(or a distill block in the config)")
+        return cfg
+    block = {**DISTILL_DEFAULTS, **(block or {})}
+    if teachers:
+        block["teachers"] = list(teachers)
+    if alpha is not None:
+        block["alpha"] = alpha
+    if temperature is not None:
+        block["temperature"] = temperature
+    if isinstance(block.get("teachers"), list):
+        block["teachers"] = [os.path.abspath(t) if isinstance(t, str) and t.strip() else t for t in block["teachers"]]
+    return {**cfg, "distill": block}
 
 
 def main(argv):
@@ -468,6 +522,7 @@ def main(argv):
     logging.set_verbosity(logging.WARNING)
     from kws_tf import distribute
     from kws_tf.data import DataError
+    from kws_tf.distill import DistillError
 
     try:
         cfg = resolve_config(FLAGS)
@@ -476,7 +531,7 @@ def main(argv):
         run_training(cfg, model_dir, resume=FLAGS.resume, verbose=FLAGS.verbose,
                      log=lambda m: print(m, flush=True), stop_after_epochs=FLAGS.stop_after_epochs,
                      strategy=strategy)
-    except (config_lib.ConfigError, DataError, RunError, distribute.DistributeError) as e:
+    except (config_lib.ConfigError, DataError, RunError, distribute.DistributeError, DistillError) as e:
         sys.exit(f"error: {e}")
     except OSError as e:  # e.g. the disk filled up or the folder was made read-only mid-run
         where = f": {e.filename}" if getattr(e, "filename", None) else ""
