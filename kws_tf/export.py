@@ -42,28 +42,34 @@ C++ files (export_report.json differs only in timings).
 Python API: `export_model(model_dir, out_dir=None, ...) -> report dict`;
 `load_export(folder) -> Exported` and `Exported.prepare(pcm)` / `run_tflm` for
 consumers that want the int8 model and its input quantisation.
+
+This module keeps the sequence of steps; each stage is a module of its own: `export_io`
+(loading the run, the output folder), `export_float` (deploy graph and float flatbuffer),
+`export_int8` (PTQ, the optional QAT branch, the accuracy gate; `export_checks` has the
+checks), `export_step` (the per-frame step model), `kws_tf.operating_point.export_step` (the
+recogniser's operating point, below) and `export_report` (the files, the report, publishing).
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
-import os
 import pathlib
-import shutil
-import sys
 import time
-import zlib
 
 import numpy as np
 
+from kws_tf import export_int8 as int8_lib
+from kws_tf import export_report as report_lib
 from kws_tf import features, labels
 from kws_tf.export_checks import (_accuracy, _gate_thresholds, _int8_scores, _predict_keras,  # noqa: F401
                                   accuracy_check, check_line, verify_int8)
+from kws_tf.export_float import _is_sparknet, float_stage  # noqa: F401
+from kws_tf.export_int8 import _check_fixed_input_quant, _gate_form  # noqa: F401
 from kws_tf.export_io import (Exported, ExportError, TrainedModel, _check_out_dir, _first_line,  # noqa: F401
                               _publish, _read_json, calibration_indices, device_features, load_export,
                               load_trained, run_tflm)
-from kws_tf.export_step import STEP_ARTIFACTS, build_step_model
+from kws_tf.export_report import _sha256, _versions  # noqa: F401
+from kws_tf.export_step import STEP_ARTIFACTS, build_step_model  # noqa: F401
+from kws_tf.export_streaming import _step_scores, step_stage  # noqa: F401
 
 DEFAULT_CALIBRATION_SAMPLES = 400
 DEFAULT_MIN_AGREEMENT = 0.0  # the opt-in top-1 agreement check: off
@@ -77,44 +83,6 @@ ARTIFACTS = ("model_int8.tflite", "model_float.tflite", "model_data.h", "model_d
 OWNED_FILES = ARTIFACTS + ("export_report.json", "selftest_data.*")
 DEFAULT_GATE = "secant"
 DEFAULT_CLASSIFIER = "per_frame"
-
-
-def _gate_form(model_bytes: bytes, gate: str) -> bytes:
-    """The int8 flatbuffer with the gate in its device form (`kws_tf.int8_gate` for "secant")."""
-    if gate != "secant":
-        return model_bytes
-    from kws_tf import int8_gate
-
-    try:
-        return int8_gate.saturate_gate(model_bytes)
-    except int8_gate.GateRewriteError as e:
-        raise ExportError(f"secant gate: {e}") from None
-
-
-def _is_sparknet(net) -> bool:
-    """Has SparkNet's gate: the model whose step graph must exist."""
-    return any(type(layer).__name__ == "RelaxedBernoulliGate" for layer in net.layers)
-
-
-def _step_scores(step_obj, audio, norm, in_q, out_q) -> np.ndarray:
-    from kws_tf import step_clips
-
-    raw = step_clips.step_scores(step_obj.model_bytes, audio, norm, in_q[0], in_q[1], step_obj.delay_frames,
-                                 context="silence")
-    return features.dequantize_np(raw, *out_q)
-
-
-def _check_fixed_input_quant(fe, in_q, what: str) -> None:
-    """A front-end with a fixed int8 input (the waveform's int16 -> int8) must have got exactly it."""
-    if fe.fixed_input_quant is None:
-        return
-    want = (float(fe.fixed_input_quant[0]), int(fe.fixed_input_quant[1]))
-    if (float(in_q[0]), int(in_q[1])) != want:
-        raise ExportError(f"{what}: input quantisation {in_q} is not the {fe.name} front-end's fixed {want}")
-
-
-def _sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
 
 
 # --------------------------------------------------------------------------- export
@@ -198,7 +166,6 @@ def export_model(
 
     # 2. data and features
     from kws_tf import data as data_lib
-    from kws_tf import model as model_lib
     from kws_tf.train import _load_data
 
     source = dict(run_config["data"])
@@ -224,107 +191,24 @@ def export_model(
 
     # 3. deploy graph + float flatbuffer
     step(3, "deploy graph and float flatbuffer")
-    if not _is_sparknet(net):
-        gate = "none"
-    try:
-        deploy = tflite_tools.deploy_model(net, classifier=classifier)
-    except tflite_tools.ConversionError as e:
-        raise ExportError(str(e)) from None
-    float_scores = _predict_keras(net, x_eval)
-    float_pred = float_scores.argmax(-1)
-    deploy_diff = float(np.max(np.abs(_predict_keras(deploy, x_eval[:64]) - float_scores[:64])))
-    if not deploy_diff <= 1e-3 * (1.0 + float(np.max(np.abs(float_scores[:64])))):
-        raise ExportError(f"the deploy graph differs from the trained model by {deploy_diff:g} (a bug in deploy_model)")
-    gate_report = {"gate": gate, "classifier": classifier}
-    if gate == "secant":
-        # The paper's gate is what was trained; the secant gate approximates it (see gates.py).
-        deploy = tflite_tools.deploy_model(net, gate="secant", classifier=classifier)
-        secant_pred = _predict_keras(deploy, x_eval).argmax(-1)
-        gate_report.update({"tanh_float_accuracy": _accuracy(float_pred, y_eval),
-                            "secant_float_accuracy": _accuracy(secant_pred, y_eval),
-                            "secant_float_agreement": float(np.mean(secant_pred == float_pred))})
-        log(f"      secant gate: float accuracy {100 * gate_report['secant_float_accuracy']:.2f}% "
-            f"(tanh gate {100 * gate_report['tanh_float_accuracy']:.2f}%, top-1 agreement "
-            f"{100 * gate_report['secant_float_agreement']:.2f}%)")
-    try:
-        float_bytes = tflite_tools.convert_float(deploy)
-    except tflite_tools.ConversionError as e:
-        raise ExportError(str(e)) from None
-    probe = x_cal[: min(16, len(x_cal))]
-    float_tfl = tflite_tools.run_tflite(float_bytes, probe, reference=False).reshape(len(probe), -1)
-    float_tfl_diff = float(np.max(np.abs(float_tfl - _predict_keras(deploy, probe))))
-    if not float_tfl_diff <= 1e-3 * (1.0 + float(np.max(np.abs(float_tfl)))):
-        raise ExportError(f"model_float.tflite differs from the Keras model by {float_tfl_diff:g}")
+    flt = float_stage(net, x_cal, x_eval, y_eval, gate, classifier, log=log)
+    gate, float_pred = flt.gate, flt.float_pred
 
-    # 4. PTQ int8
+    # 4. PTQ int8 (5. QAT when asked for), then the accuracy gate
     step(4, f"int8 conversion (post-training, calibrated on {len(x_cal)} clips) and checks")
-    try:
-        ptq_bytes = _gate_form(tflite_tools.convert_int8(deploy, x_rep, per_channel_dense=per_channel_dense), gate)
-    except tflite_tools.ConversionError as e:
-        raise ExportError(str(e)) from None
-    info, in_q, out_q = verify_int8(ptq_bytes, x_cal, micro_ops, per_channel_dense, "PTQ int8 model")
-    _check_fixed_input_quant(fe, in_q, "PTQ int8 model")
-    ptq_pred = _int8_scores(ptq_bytes, x_eval, in_q, out_q).argmax(-1)
-    ptq_stats = {"agreement": float(np.mean(ptq_pred == float_pred)), "int8_accuracy": _accuracy(ptq_pred, y_eval)}
-    log(f"      float accuracy {100 * _accuracy(float_pred, y_eval):.2f}%, "
-        f"PTQ int8 {100 * ptq_stats['int8_accuracy']:.2f}%, "
-        f"top-1 agreement {100 * ptq_stats['agreement']:.2f}% ({len(y_eval)} {eval_split} clips)")
-    ptq_check = accuracy_check(float_pred, ptq_pred, y_eval, max_accuracy_drop)
-    log(f"      PTQ {check_line(ptq_check)}")
-    if ptq_check["warning"]:
-        log(f"      warning: {ptq_check['warning']}")
-
-    chosen, chosen_bytes, chosen_pred, qat_report = "ptq", ptq_bytes, ptq_pred, None
+    q = int8_lib.Int8Inputs(flt.deploy, x_rep, x_cal, x_eval, y_eval, float_pred, fe, gate, micro_ops,
+                            per_channel_dense, max_accuracy_drop, min_agreement)
+    # `_gate_form` is looked up here, in this module, so a test can substitute it (export._gate_form)
+    ptq = int8_lib.post_training(q, eval_split, gate_form=_gate_form, log=log)
+    qat = None
     if qat_epochs:
         step(5, f"quantisation-aware fine-tuning ({qat_epochs} epoch(s))")
-        from kws_tf import qat as qat_lib
-
-        with tflm.quiet_stderr():  # tf.data notes ("NodeDef mentions attribute ...") on fd 2
-            qmodel = qat_lib.quantize_model(deploy)
-            qat_lib.init_ranges(qmodel, deploy, x_cal)
-            qat_init_pred = _predict_keras(qmodel, x_eval).argmax(-1)
-            history = qat_lib.fine_tune(qmodel, dataset, norm, run_config, qat_epochs, lr=qat_lr,
-                                        batch_size=qat_batch_size, log=lambda m: log(f"    {m}"))
-            qat_fq_pred = _predict_keras(qmodel, x_eval).argmax(-1)
-            deploy_qat = tflite_tools.deploy_model(net, gate="secant" if gate == "secant" else "tanh",
-                                                   classifier=classifier)
-            qat_lib.copy_back(qmodel, deploy_qat)
-            qat_float_pred = _predict_keras(deploy_qat, x_eval).argmax(-1)
-        try:
-            qat_bytes = _gate_form(tflite_tools.convert_int8(deploy_qat, x_rep, per_channel_dense=per_channel_dense),
-                                   gate)
-        except tflite_tools.ConversionError as e:
-            raise ExportError(f"QAT model: {e}") from None
-        info, in_q, out_q = verify_int8(qat_bytes, x_cal, micro_ops, per_channel_dense, "QAT int8 model")
-        _check_fixed_input_quant(fe, in_q, "QAT int8 model")
-        qat_pred = _int8_scores(qat_bytes, x_eval, in_q, out_q).argmax(-1)
-        qat_report = {
-            "epochs": qat_epochs,
-            "lr": float(qat_lr or qat_lib.DEFAULT_LR),
-            "optimizer": "adam",
-            "history": history,
-            "fake_quant_accuracy_before": _accuracy(qat_init_pred, y_eval),
-            "fake_quant_accuracy_after": _accuracy(qat_fq_pred, y_eval),
-            "float_accuracy": _accuracy(qat_float_pred, y_eval),
-            "int8_accuracy": _accuracy(qat_pred, y_eval),
-            "agreement_with_own_float": float(np.mean(qat_pred == qat_float_pred)),
-            "agreement_with_trained_float": float(np.mean(qat_pred == float_pred)),
-            "int8_bytes": len(qat_bytes),
-        }
-        log(f"      QAT float {100 * qat_report['float_accuracy']:.2f}%, "
-            f"QAT int8 {100 * qat_report['int8_accuracy']:.2f}% "
-            f"(PTQ int8 {100 * ptq_stats['int8_accuracy']:.2f}%)")
-        chosen, chosen_bytes, chosen_pred = "qat", qat_bytes, qat_pred
-        # Accuracy: QAT int8 vs the trained float model; the opt-in agreement check measures the
-        # fidelity of the conversion (QAT int8 vs the float weights it was converted from).
-        qat_check = accuracy_check(float_pred, qat_pred, y_eval, max_accuracy_drop)
-        log(f"      QAT {check_line(qat_check)}")
-        if qat_check["warning"] and not ptq_check["warning"]:
-            log(f"      warning: {qat_check['warning']}")
-        check = _gate_thresholds("QAT int8 model", float_pred, qat_pred, y_eval, min_agreement, max_accuracy_drop,
-                                 agreement_pred=qat_float_pred, qat_epochs=qat_epochs, ptq_check=ptq_check)
-    else:
-        check = _gate_thresholds("PTQ int8 model", float_pred, ptq_pred, y_eval, min_agreement, max_accuracy_drop)
+        qat = int8_lib.quantisation_aware(q, ptq, net=net, classifier=classifier, dataset=dataset, norm=norm,
+                                          run_config=run_config, epochs=qat_epochs, lr=qat_lr,
+                                          batch_size=qat_batch_size, gate_form=_gate_form, log=log)
+    int8_result = int8_lib.accept(q, ptq, qat)
+    chosen = int8_result.chosen
+    chosen_bytes, in_q = chosen.model_bytes, chosen.in_q
 
     # TFLM arena and timing
     step(steps - (2 if step_model else 1), "TFLM arena (binary search) and host invoke time")
@@ -335,36 +219,14 @@ def export_model(
                                         x=features.quantize_np(x_cal[:1], *in_q))
     except tflm.TflmError as e:
         raise ExportError(str(e)) from None
-    log(f"      int8 {len(chosen_bytes):,} B, float {len(float_bytes):,} B, arena {arena_min:,} B on this host "
+    log(f"      int8 {len(chosen_bytes):,} B, float {len(flt.float_bytes):,} B, arena {arena_min:,} B on this host "
         f"(kArenaBytes {arena_device:,}), invoke median {invoke_ms:.3f} ms")
 
     step_bytes, step_report = None, None
     if step_model:
         step(steps - 1, "per-frame step model (derive, TFLM == reference, gate proof, arena)")
-        try:
-            if no_stream:
-                raise ExportError(f"no step model: {no_stream}")
-            step_obj, step_report = build_step_model(chosen_bytes, x_cal, in_q, micro_ops, timing_repeats)
-        except ExportError as e:
-            if _is_sparknet(net) and not no_stream:
-                raise
-            step_report = {"skipped": str(e)}
-            log(f"      {e} (the windowed model is exported alone)")
-        else:
-            step_bytes = step_obj.model_bytes
-            step_pred = _step_scores(step_obj, eval_set.audio, norm, in_q, out_q).argmax(-1)
-            step_report["eval"] = {
-                "context": "silence", "clips": int(len(y_eval)), "split": eval_split,
-                "int8_accuracy": _accuracy(step_pred, y_eval),
-                "windowed_int8_accuracy": _accuracy(chosen_pred, y_eval),
-                "agreement_with_windowed_int8": float(np.mean(step_pred == chosen_pred)),
-            }
-            log(f"      step model: {len(step_obj.ops)} ops, delay {step_obj.delay_frames} frames "
-                f"({10 * step_obj.delay_frames} ms), state {step_obj.state_bytes:,} B, "
-                f"{step_report['checks']['gate_frames_equal']} gate frames equal to the windowed model's, "
-                f"arena {step_report['arena_bytes_min_host']:,} B, step {step_report['tflm_step_ms_median_host']:.3f} ms "
-                f"on this host; accuracy {100 * step_report['eval']['int8_accuracy']:.2f}% (clips in silence; "
-                f"windowed {100 * step_report['eval']['windowed_int8_accuracy']:.2f}%)")
+        step_bytes, step_report = step_stage(net, chosen, x_cal, eval_set.audio, y_eval, eval_split, norm, micro_ops,
+                                             timing_repeats, no_stream, log=log)
 
     # Recogniser operating point for a false-alarm target on validation streams (issue 9;
     # kws_tf.operating_point.export_step; `operating_point`: its options, flags below).
@@ -379,131 +241,26 @@ def export_model(
         recognizer_report["note"] = f"operating point not calibrated: {no_stream}"
         log(f"      {recognizer_report['note']}")
 
-    # C++ and files
+    # kws_settings.h: front-end constants, quantisation, ops, arena, the step model and the recogniser's
+    # settings above (export_report.settings_header); then the C arrays, the report, publishing
     step(steps, f"writing {out}")
-    from kws_tf import codegen, codegen_input
-
     step_info = tflite_tools.inspect_model(step_bytes) if step_bytes else None
-    used = set(info.ops) | set(step_info.ops if step_info else ())
+    used = set(chosen.info.ops) | set(step_info.ops if step_info else ())
     ops = tuple(op for op in micro_ops if op in used)
-    model_name = f"{trained.model_dir.resolve().name} ({net.name}, {chosen.upper()} int8, {gate} gate)"
-    if fe.mel_bands is None:  # no C++ front-end computes it (the waveform: the device feeds its PCM)
-        settings_h = codegen_input.render_header(
-            norm, input_scale=in_q[0], input_zero_point=in_q[1], labels=labels.LABELS, ops=ops,
-            arena_bytes=arena_device, model_name=model_name, output_scale=out_q[0], output_zero_point=out_q[1],
-            output_is_logits=True)
-        log(f"      kws_settings.h describes the {fe.name} model input (the device feeds its int16 PCM as int8); "
-            "micro_app has no such front-end, so the header stops its build with #error")
-    else:
-        if not fe.dct:
-            log("      kws_settings.h: the log-mel front-end; build micro_app with -DKWS_FRONTEND_LOGMEL")
-        settings_h = codegen.render_frontend_header(
-            norm, input_scale=in_q[0], input_zero_point=in_q[1], labels=labels.LABELS, ops=ops,
-            arena_bytes=arena_device, model_name=model_name, output_scale=out_q[0], output_zero_point=out_q[1],
-            output_is_logits=True,
-            step_model=None if step_bytes is None else {
-                "delay_frames": step_report["delay_frames"], "num_states": step_report["num_states"],
-                "arena_bytes": step_report["arena_bytes_settings"]},
-            recognizer=recognizer_report["settings"], recognizer_note=op_lib.header_note(recognizer_report))
-    data_h, data_cc = codegen.render_model_data(chosen_bytes, name="g_model")
-    files = {
-        "model_int8.tflite": chosen_bytes,
-        "model_float.tflite": float_bytes,
-        "model_data.h": data_h.encode(),
-        "model_data.cc": data_cc.encode(),
-        "kws_settings.h": settings_h.encode(),
-        "normalization.json": (json.dumps(norm.to_dict(), indent=2, sort_keys=True) + "\n").encode(),
-    }
-    if step_bytes is not None:
-        step_h, step_cc = codegen.render_model_data(step_bytes, name="g_step_model")
-        files.update({"model_step_int8.tflite": step_bytes, "model_step_data.h": step_h.encode(),
-                      "model_step_data.cc": step_cc.encode()})
-    report = {
-        "model": net.name,
-        "model_dir": str(trained.model_dir.resolve()),
-        "gate": gate_report,
-        "step_model": step_report,
-        "weights": trained.weights_file.name,
-        "exported": chosen,
-        "params": model_lib.count_params(net),
-        "macs": model_lib.count_macs(net),
-        "int8_bytes": len(chosen_bytes),
-        # zlib level 9 of the int8 flatbuffer: what a compressed-weights format could save for a pruned
-        # model (TFLM's kernels are dense: sparsity changes neither arena nor MACs, kws_tf.pruning)
-        "int8_zlib_bytes": len(zlib.compress(chosen_bytes, 9)),
-        "ptq_int8_bytes": len(ptq_bytes),
-        "float_bytes": len(float_bytes),
-        "ops": info.ops,
-        "op_set": info.op_set,
-        "registered_ops": list(ops),
-        "num_tensors": len(info.tensors),
-        "input": {"shape": list(info.input.shape), "scale": in_q[0], "zero_point": in_q[1]},
-        "output": {"shape": list(info.output.shape), "scale": out_q[0], "zero_point": out_q[1], "is_logits": True},
-        "window_frames": features.NUM_FRAMES,
-        "frontend": {"name": fe.name, "input_shape": list(fe.input_shape), "normalized": fe.normalized,
-                     "streams": fe.streams, "fixed_input_quantization": fe.fixed_input_quant is not None},
-        "arena_bytes_min_host": arena_min,
-        "arena_bytes_settings": arena_device,
-        "tflm_invoke_ms_median_host": invoke_ms,
-        "timing_repeats": timing_repeats,
-        "calibration": {"clips": len(x_cal), "split": "train", "seed": int(run_config.get("seed", 0)),
-                        "tflm_equals_reference_kernels": True},
-        "eval": {
-            "split": eval_split,
-            "clips": int(len(y_eval)),
-            "data_source": dataset.source,
-            "float_accuracy": _accuracy(float_pred, y_eval),
-            "ptq_int8_accuracy": ptq_stats["int8_accuracy"],
-            "ptq_agreement": ptq_stats["agreement"],
-            "qat_int8_accuracy": qat_report["int8_accuracy"] if qat_report else None,
-            "qat_float_accuracy": qat_report["float_accuracy"] if qat_report else None,
-            "qat_agreement": qat_report["agreement_with_own_float"] if qat_report else None,
-            "exported_agreement": check["agreement"],
-            "exported_accuracy_drop_points": check["accuracy_drop_points"],
-        },
-        "accuracy_check": {k: v for k, v in check.items() if k != "max_accuracy_drop_points"},
-        "thresholds": {"min_agreement": min_agreement, "max_accuracy_drop_points": max_accuracy_drop,
-                       "confidence": check["confidence"]},
-        "qat": qat_report,
-        "float_checks": {"deploy_vs_trained_max_abs": deploy_diff, "float_tflite_vs_keras_max_abs": float_tfl_diff},
-        "per_channel_dense": per_channel_dense,
-        "labels": list(labels.LABELS),
-        "normalization": norm.to_dict(),
-        "sha256": {name: _sha256(blob) for name, blob in files.items()},
-        "versions": _versions(),
-        "export_seconds": None,
-    }
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    try:
-        tmp.mkdir(parents=True)
-        for name, blob in files.items():
-            (tmp / name).write_bytes(blob)
-        report["recognizer"] = recognizer_report
-        report["export_seconds"] = time.perf_counter() - t_start
-        (tmp / "export_report.json").write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
-        _check_out_dir(out, overwrite, OWNED_FILES)  # another process may have created it meanwhile
-        _publish(tmp, out, OWNED_FILES)
-    except OSError as e:
-        raise ExportError(f"cannot write {out}: {e.strerror or e}") from None
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    log(f"done: {out} ({chosen.upper()} int8, accuracy drop {check['accuracy_drop_points']:+.2f} points, "
-        f"{report['export_seconds']:.1f} s)")
+    model_name = f"{trained.model_dir.resolve().name} ({net.name}, {chosen.name.upper()} int8, {gate} gate)"
+    settings_h = report_lib.settings_header(fe, norm, chosen, ops, arena_device, model_name, step_report if
+                                            step_bytes is not None else None, recognizer_report, log=log)
+    files = report_lib.render_files(chosen_bytes, flt.float_bytes, settings_h, norm, step_bytes)
+    report = report_lib.build_report(
+        net=net, trained=trained, fe=fe, norm=norm, flt=flt, int8=int8_result, step_report=step_report,
+        recognizer_report=recognizer_report, files=files, ops=ops, arena_min=arena_min, arena_device=arena_device,
+        invoke_ms=invoke_ms, timing_repeats=timing_repeats, calibration_clips=len(x_cal),
+        seed=int(run_config.get("seed", 0)), eval_split=eval_split, y_eval=y_eval, data_source=dataset.source,
+        min_agreement=min_agreement, max_accuracy_drop=max_accuracy_drop, per_channel_dense=per_channel_dense)
+    report_lib.publish(out, files, report, overwrite, OWNED_FILES, t_start)
+    log(f"done: {out} ({chosen.name.upper()} int8, accuracy drop {int8_result.check['accuracy_drop_points']:+.2f} "
+        f"points, {report['export_seconds']:.1f} s)")
     return report
-
-
-def _versions() -> dict:
-    out = {}
-    for mod in ("tensorflow", "tf_keras", "tflite_micro", "ai_edge_litert", "tensorflow_model_optimization"):
-        try:
-            from importlib import metadata
-
-            out[mod] = metadata.version(mod.replace("_", "-") if mod != "tflite_micro" else "tflite-micro")
-        except Exception:
-            out[mod] = None
-    return out
 
 
 if __name__ == "__main__":
