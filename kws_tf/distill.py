@@ -4,8 +4,10 @@ same data"). Not in the paper's recipe; a run uses it only with a `distill` conf
 
 The teachers are finished `kws_tf.train` runs (one, or several: their softened scores are
 averaged, an ensemble teacher). They score exactly what the student sees: the augmented,
-normalised batch, masks included (a "consistent" teacher, Beyer et al. 2022), so their
-front-end and normalisation must be the student's; anything else is refused before training.
+normalised batch, masks included (a "consistent" teacher, Beyer et al. 2022). So the student
+takes the teachers' normalisation (`teacher_normalization`) instead of computing its own from
+its seed's subset of its training clips (which may hold extra clips, `--extra_train_dir`);
+teachers of another front-end or normalisation than each other are refused before training.
 
 The batch labels become `[label, p_1 .. p_K]` (the teacher's scores at temperature T) and
 `kws_tf.losses.distillation_loss` trains on
@@ -52,6 +54,18 @@ def _same_normalization(a: features.Normalization, b: features.Normalization) ->
             and np.allclose(a.inv_std_f32(), b.inv_std_f32(), rtol=1e-4, atol=1e-5))
 
 
+def teacher_normalization(distill: dict) -> features.Normalization:
+    """The normalisation the student takes: its first teacher's (`normalization.json`)."""
+    import json
+
+    path = pathlib.Path(distill["teachers"][0]) / "normalization.json"
+    try:
+        return features.Normalization.from_dict(json.loads(path.read_text()))
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise DistillError(f"teacher {path.parent}: no usable normalization.json ({type(e).__name__}); "
+                           "a teacher must be a finished kws_tf.train run") from None
+
+
 def load_teachers(distill: dict, normalization: features.Normalization, student_dir=None) -> Teachers:
     """The teachers of a `distill` config block, checked against the student's normalisation."""
     from kws_tf.export_io import ExportError, load_trained
@@ -69,6 +83,7 @@ def load_teachers(distill: dict, normalization: features.Normalization, student_
             raise DistillError(f"teacher {d}: {e}") from None
         if not _same_normalization(t.normalization, normalization):
             raise DistillError(f"teacher {d} was trained on other features ({t.normalization.frontend} with its own "
-                               f"normalisation); a teacher must share the student's front-end and training clips")
+                               f"normalisation than {dirs[0]}'s, which the student takes); teachers must share "
+                               "one front-end and normalisation")
         nets.append(t.net)
     return Teachers(nets, [str(d.resolve()) for d in dirs], float(distill["temperature"]))

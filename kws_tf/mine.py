@@ -122,13 +122,22 @@ def training_clips_source(run_config: dict, data_dir=None) -> dict:
 
 
 def _check_out(out: pathlib.Path, overwrite: bool) -> None:
+    """Refuse an --out that is a file, or that holds anything but an earlier mining (with --overwrite)."""
     if out.exists() and not out.is_dir():
         raise MineError(f"--out {out} is a file")
     if out.is_dir() and any(out.iterdir()):
         if not overwrite:
             raise MineError(f"--out {out} is not empty; pass --overwrite to replace an earlier mining there")
-        if not (out / MANIFEST).is_file():
-            raise MineError(f"--out {out} holds files that kws_tf.mine did not write (no {MANIFEST}); choose another --out")
+        try:
+            listed = {c["file"] for c in json.loads((out / MANIFEST).read_text())["clips"]}
+        except (OSError, ValueError, KeyError, TypeError):
+            raise MineError(f"--out {out} holds files that kws_tf.mine did not write (no readable {MANIFEST}); "
+                            "choose another --out") from None
+        present = {str(f.relative_to(out)) for f in out.rglob("*") if f.is_file()} - {MANIFEST}
+        foreign = sorted(present - listed)
+        if foreign:
+            raise MineError(f"--out {out} holds {len(foreign)} file(s) its {MANIFEST} does not list (e.g. "
+                            f"{foreign[0]}); they are not replaced: move them or choose another --out")
 
 
 def mine(model_dir, out, minutes: float = 20.0, snrs=(20.0, 10.0), hop_ms: float = 50.0, min_score: float = 0.5,
@@ -141,6 +150,9 @@ def mine(model_dir, out, minutes: float = 20.0, snrs=(20.0, 10.0), hop_ms: float
 
     if minutes <= 0 or hop_ms <= 0 or not 0.0 < min_score <= 1.0 or max_clips < 1 or min_gap_ms < 0:
         raise MineError("--minutes and --hop_ms must be > 0, --min_score in (0, 1], --max_clips >= 1, --min_gap_ms >= 0")
+    if len(set(snrs)) != len(list(snrs)):
+        raise MineError(f"--snr lists a level twice ({', '.join('clean' if x is None else f'{x:g}' for x in snrs)}); "
+                        "give each once (longer streams: --minutes)")
     out = pathlib.Path(out)
     _check_out(out, overwrite)
     try:
@@ -165,7 +177,10 @@ def mine(model_dir, out, minutes: float = 20.0, snrs=(20.0, 10.0), hop_ms: float
     found, pcms, streams = [], {}, []
     for snr in snrs:
         tag = "clean" if snr is None else f"snr{snr:g}"
-        s = stream.build_stream(items, noise, snr, np.random.default_rng(seed + 1), noise_names=names)
+        try:
+            s = stream.build_stream(items, noise, snr, np.random.default_rng(seed + 1), noise_names=names)
+        except ValueError as e:  # e.g. noise recordings too short to make a track of
+            raise MineError(f"cannot build a stream from {src['noise_dir']}: {e}") from None
         starts = window_starts(s.duration_s, hop_ms)
         log(f"  {tag}: {s.duration_s / 60:.1f} min, {len(s.keywords)} keywords, {len(starts)} windows")
         probs = score_windows(trained.net, trained.normalization, s.pcm, starts, log=log)

@@ -330,7 +330,15 @@ def run_training(run_config: dict, model_dir, resume: bool = False, verbose: str
     from kws_tf import models
 
     frontend = models.get(run_config["model"]).frontend
-    if write_norm:
+    if write_norm and run_config.get("distill"):  # the teachers score the student's inputs: their normalisation
+        from kws_tf import distill
+
+        normalization = distill.teacher_normalization(run_config["distill"])
+        if normalization.frontend != frontend:
+            raise distill.DistillError(f"the teacher {run_config['distill']['teachers'][0]} uses the "
+                                       f"{normalization.frontend} front-end, the student {frontend}")
+        log(f"normalisation: the teacher's ({run_config['distill']['teachers'][0]})")
+    elif write_norm:
         log(f"computing per-coefficient {frontend} normalisation on training clips ...")
         normalization = data.compute_normalization(dataset.train, seed=run_config["seed"], frontend=frontend)
     else:

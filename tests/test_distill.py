@@ -250,29 +250,48 @@ def test_training_batches_carry_the_teachers_scores(synth_folder, trained_model_
     np.testing.assert_array_equal(vpacked.numpy()[:, 0], ds.validation.labels.astype(np.float32))
 
 
-def test_teacher_of_other_data_is_refused(synth_folder, other_teacher, tmp_path):
+def test_teachers_of_different_features_are_refused(synth_folder, trained_model_dir, other_teacher, tmp_path):
     from kws_tf import distill
     from kws_tf.train import run_training
 
     ds = data.load_folder(synth_folder, 10.0, 10.0, log=lambda m: None)
-    norm = data.compute_normalization(ds.train, seed=0)
+    both = {"teachers": [str(trained_model_dir), str(other_teacher)], "alpha": 0.5, "temperature": 2.0}
+    norm = distill.teacher_normalization(both)  # the first teacher's: what the student takes
     with pytest.raises(distill.DistillError, match="other features"):
-        distill.load_teachers({"teachers": [str(other_teacher)], "alpha": 0.5, "temperature": 2.0}, norm)
+        distill.load_teachers(both, norm)
     with pytest.raises(distill.DistillError, match="does not exist"):
         distill.load_teachers({"teachers": [str(tmp_path / "nope")], "alpha": 0.5, "temperature": 2.0}, norm)
     with pytest.raises(distill.DistillError, match="is the run being trained"):
         distill.load_teachers({"teachers": [str(other_teacher)], "alpha": 0.5, "temperature": 2.0}, norm,
                               student_dir=other_teacher)
-    cfg = quick_run_config(synth_folder, epochs=1, distill={"teachers": [str(other_teacher)], "alpha": 0.5,
-                                                             "temperature": 2.0})
+    cfg = quick_run_config(synth_folder, epochs=1, distill=both)
     with pytest.raises(distill.DistillError):
         run_training(cfg, tmp_path / "student", dataset=ds, **_quiet())
     assert not (tmp_path / "student").exists() or not any((tmp_path / "student").iterdir())
 
 
-def test_cli_refuses_a_teacher_of_other_data(synth_folder, other_teacher, tmp_path):
+def test_student_with_extra_clips_takes_its_teachers_normalisation(synth_folder, extra_folder, trained_model_dir,
+                                                                    tmp_path):
+    """A student trained on more clips (hard negatives) than its teacher, and with another seed, scores
+    what the teacher scores: the teacher's normalisation, not one of its own."""
+    from kws_tf.train import run_training
+
+    cfg = quick_run_config(synth_folder, epochs=1, seed=3, distill={"teachers": [str(trained_model_dir)],
+                                                                     "alpha": 0.5, "temperature": 2.0})
+    cfg["data"]["extra_train"] = [str(extra_folder)]
+    assert run_training(cfg, tmp_path / "student", **_quiet()) is not None
+    assert json.loads((tmp_path / "student" / "normalization.json").read_text()) == \
+        json.loads((trained_model_dir / "normalization.json").read_text())
+    # without a teacher the same data gives another normalisation (so the teacher's was really taken)
+    cfg.pop("distill")
+    assert run_training(cfg, tmp_path / "alone", **_quiet()) is not None
+    assert json.loads((tmp_path / "alone" / "normalization.json").read_text()) != \
+        json.loads((trained_model_dir / "normalization.json").read_text())
+
+
+def test_cli_refuses_teachers_of_different_features(synth_folder, trained_model_dir, other_teacher, tmp_path):
     out = _cli(f"--data_dir={synth_folder}", f"--model_dir={tmp_path}/student", "--C=8", "--epochs=1",
-               "--verbose=quiet", f"--teacher_dirs={other_teacher}")
+               "--verbose=quiet", f"--teacher_dirs={trained_model_dir},{other_teacher}")
     _one_error_line(out, str(other_teacher), "other features")
     assert not (tmp_path / "student").exists() or not any((tmp_path / "student").iterdir())
 

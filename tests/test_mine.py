@@ -256,7 +256,12 @@ def test_overwrite_replaces_an_earlier_mining_entirely(mined, weak_model, tmp_pa
     shutil.copytree(mined, again)
     first = json.loads((again / mine.MANIFEST).read_text())
     (again / labels.SILENCE).mkdir(exist_ok=True)
-    (again / labels.SILENCE / "negative_snr20_99999999.wav").write_bytes(b"stale")  # a clip of an older mining
+    stray = again / labels.SILENCE / "negative_snr20_99999999.wav"
+    stray.write_bytes(b"a file the manifest does not list")  # e.g. a user's: never deleted
+    with pytest.raises(mine.MineError, match="does not list"):
+        mine.mine(weak_model, again, minutes=0.5, snrs=[20.0], min_score=0.3, overwrite=True, log=lambda m: None)
+    assert stray.read_bytes() == b"a file the manifest does not list"
+    stray.unlink()
     manifest = mine.mine(weak_model, again, minutes=0.5, snrs=[20.0], min_score=0.3, overwrite=True, log=lambda m: None)
     files = {str(p.relative_to(again)) for p in again.rglob("*") if p.is_file()} - {mine.MANIFEST}
     assert files == {c["file"] for c in manifest["clips"]}  # nothing of the earlier mining is left
@@ -272,6 +277,8 @@ def test_mine_refuses_bad_arguments(weak_model, tmp_path):
                          (dict(max_clips=0), "--max_clips")]:
         with pytest.raises(mine.MineError, match=what):
             mine.mine(weak_model, tmp_path / "x", log=lambda m: None, **kwargs)
+    with pytest.raises(mine.MineError, match="twice"):
+        mine.mine(weak_model, tmp_path / "x", snrs=[20.0, 20.0], log=lambda m: None)
     with pytest.raises(mine.MineError, match="does not exist"):
         mine.mine(tmp_path / "no_model", tmp_path / "x", log=lambda m: None)
     assert not (tmp_path / "x").exists()
