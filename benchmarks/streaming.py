@@ -4,6 +4,7 @@
         [--snr 20 10] [--data_dir FOLDER] [--noise_dir FOLDER] [--run_config runs/real_c32/run_config.json]
         [--json out.json] [--save_dir DIR] [--detection_threshold S] [--period_frames N] [--tolerance_s 1.0]
         [--seed 0] [--no_sweep] [--target_fa_per_hour 2] [--curve_prefix runs/det_NAME]
+        [--score_temperature T [T ...]]
 
 The curve (issue 9): the model runs over each stream ONCE (the twin), the recogniser's inputs
 are recorded, and the real C++ recogniser is replayed for every setting of a grid (detection
@@ -12,7 +13,9 @@ false alarms per hour: a Markdown table (`<curve_prefix>.md`), a DET-style PNG
 (`<curve_prefix>.png`, false alarms/h against miss rate, one curve per SNR) and a JSON
 (`<curve_prefix>.json`: {"snr": {"<dB>": {"operating_point": {hit_rate, false_alarms_per_hour,
 delay_median_s, delay_p95_s, settings...}, "points": [...], "frontier": [...]}}}), the operating
-point being the highest hit rate at <= --target_fa_per_hour on that stream.
+point being the highest hit rate at <= --target_fa_per_hour on that stream. The twin runs at the
+export's score temperature (`export_report.json["recognizer"]["score_temperature"]`, else 1);
+`--score_temperature` lists the temperatures the sweep re-scores the same run at (default: that one).
 
 Model: `--model` names a .tflite in an export folder: `model_step_int8.tflite` (the per-frame
 step model: one run per 10 ms hop, as the board's default build) or `model_int8.tflite` (the
@@ -100,6 +103,9 @@ def main():
     p.add_argument("--period_frames", type=int, default=None)
     for name in ("average_window_ms", "detection_threshold", "suppression_ms", "minimum_count"):
         p.add_argument(f"--{name}", type=int, default=None)
+    p.add_argument("--score_temperature", type=float, nargs="+", default=None,
+                   help="score temperatures to sweep (scores = softmax(logits / T)); the twin run uses the first "
+                        "(default: the export's chosen temperature, else 1)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", default=None, help="results JSON (default: runs/streaming_<export name>.json)")
     p.add_argument("--save_dir", default=None, help="also write each stream's wav and ground truth here")
@@ -159,6 +165,9 @@ def main():
           f"{sum(v for w, v in n_clips.items() if w not in stream.labels_lib.KEYWORDS)} other clips; "
           f"{len(items)} stream items", flush=True)
 
+    if args.score_temperature and min(args.score_temperature) <= 0:
+        sys.exit("error: --score_temperature values must be > 0")
+    temperatures = args.score_temperature or [operating_point.read_exported_temperature(model_path.parent)]
     exported = operating_point.read_exported_settings(model_path.parent) or {}
     rec = {**exported, **{k: getattr(args, k) for k in operating_point.SETTINGS if getattr(args, k) is not None}}
     results = []
@@ -169,9 +178,10 @@ def main():
                                 noise_names=noise_names)
         t_build = time.perf_counter() - t1
         t2 = time.perf_counter()
-        trace, dets = operating_point.record(model, s.pcm, period_frames=args.period_frames, recognizer=rec)
+        trace, dets = operating_point.record(model, s.pcm, period_frames=args.period_frames, recognizer=rec,
+                                             temperature=temperatures[0])
         t_twin = time.perf_counter() - t2
-        twin = simulate.DeviceTwin(model, period_frames=args.period_frames, recognizer=rec)
+        twin = simulate.DeviceTwin(model, period_frames=args.period_frames, recognizer=rec, temperature=temperatures[0])
         score = stream.score_detections(dets, s.events, s.duration_s, tolerance_s=args.tolerance_s)
         label = "clean" if snr is None else f"{snr:g} dB"
         print(f"SNR {label:>6}: {s.duration_s / 60:.1f} min, {score['keywords']} keywords: hit rate "
@@ -183,7 +193,8 @@ def main():
         label_key = "clean" if snr is None else f"{snr:g}"
         if not args.no_sweep:
             t3 = time.perf_counter()
-            points = operating_point.sweep(trace, s.events, s.duration_s, tolerance_s=args.tolerance_s, base=rec)
+            points = operating_point.sweep(trace, s.events, s.duration_s, tolerance_s=args.tolerance_s, base=rec,
+                                           temperatures=temperatures)
             op = operating_point.choose(points, args.target_fa_per_hour)
             defaults = operating_point.evaluate(trace, s.events, s.duration_s,
                                                 {k: v for k, v in twin.recognizer_config.items()
@@ -195,7 +206,8 @@ def main():
                                  "fa_resolution_per_hour": 3600.0 / s.duration_s,
                                  "sweep_seconds": time.perf_counter() - t3, "points": points}
             print(f"  sweep of {len(points)} settings in {time.perf_counter() - t3:.1f} s: operating point for "
-                  f"<= {args.target_fa_per_hour:g}/h: threshold {op['detection_threshold']}, window "
+                  f"<= {args.target_fa_per_hour:g}/h: score temperature {op['score_temperature']:g}, threshold "
+                  f"{op['detection_threshold']}, window "
                   f"{op['average_window_ms']} ms, suppression {op['suppression_ms']} ms: hit rate "
                   f"{100 * op['hit_rate']:.1f} %, {op['false_alarms_per_hour']:.1f} false alarms/h"
                   f"{'' if op['meets_target'] else ' (target not reached)'}", flush=True)
@@ -213,7 +225,7 @@ def main():
             tag = "clean" if snr is None else f"snr{snr:g}"
             write_wav(out / f"stream_{tag}.wav", s.pcm)
             (out / f"stream_{tag}_truth.json").write_text(json.dumps(s.truth_dict(), indent=1))
-        twin_config = {"model_kind": model.kind, "period_frames": twin.period_frames,
+        twin_config = {"model_kind": model.kind, "period_frames": twin.period_frames, "score_temperature": twin.temperature,
                        "step_delay_frames": twin.delay_frames, **twin.recognizer_config}
         twin.close()
 
@@ -246,6 +258,7 @@ def main():
         curve_json = {"model": str(model_path), "data": report["data"], "speakers": speakers,
                       "minutes": args.minutes, "seed": args.seed, "tolerance_s": args.tolerance_s,
                       "target_fa_per_hour": args.target_fa_per_hour, "grid": operating_point.DEFAULT_GRID,
+                      "score_temperatures": temperatures,
                       "snr": curves}
         pathlib.Path(f"{prefix}.json").write_text(json.dumps(curve_json, indent=1) + "\n")
         base = ("settings the twin ran (the export's operating point" + (" + flags)" if rec != exported else ")")

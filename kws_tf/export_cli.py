@@ -10,7 +10,8 @@ from kws_tf.export import (DEFAULT_CALIBRATION_SAMPLES, DEFAULT_CLASSIFIER, DEFA
                            DEFAULT_MAX_ACCURACY_DROP, DEFAULT_MIN_AGREEMENT, EVAL_SPLITS, OWNED_FILES,
                            ExportError, _check_out_dir, export_model)
 from kws_tf.exported_model import RECOGNIZER_SETTINGS
-from kws_tf.operating_point import DEFAULT_TARGET_FA_PER_HOUR
+from kws_tf.operating_point import (DEFAULT_CALIBRATION_MINUTES, DEFAULT_CALIBRATION_SEED,
+                                    DEFAULT_TARGET_FA_PER_HOUR)
 
 
 def define_flags():
@@ -48,10 +49,14 @@ def define_flags():
     flags.DEFINE_float("target_fa_per_hour", DEFAULT_TARGET_FA_PER_HOUR,
                        "Operating point: false alarms per hour to stay under.")
     flags.DEFINE_float("op_snr_db", 20.0, "Operating point: SNR of the validation stream's background noise.")
-    flags.DEFINE_float("op_minutes", 5.0, "Operating point: validation stream length (minutes).")
-    flags.DEFINE_integer("op_seed", 0, "Operating point: stream seed.")
+    flags.DEFINE_float("op_minutes", DEFAULT_CALIBRATION_MINUTES, "Operating point: validation stream length "
+                       "(minutes; the validation clips are reused as often as that takes).")
+    flags.DEFINE_integer("op_seed", DEFAULT_CALIBRATION_SEED, "Operating point: stream seed (not the streaming "
+                         "benchmark's 0, so the two streams are other arrangements of the clips).")
     for _name in RECOGNIZER_SETTINGS:
         flags.DEFINE_integer(_name, None, f"Recogniser {_name} written to kws_settings.h instead of the chosen one.")
+    flags.DEFINE_float("score_temperature", None, "Scores = softmax(logits / T) on the device: this T instead of the "
+                       "one chosen with the operating point (among 1, 2, 3, 4); the other settings are chosen for it.")
     flags.DEFINE_string("selftest_clips", None, "Folder with the micro_speech test clips (yes_1000ms.wav, ...): "
                         "also write selftest_data.h/.cc for the board's `t` self-test.")
 
@@ -78,6 +83,8 @@ def main(argv):
 
     tf.config.list_logical_devices()
 
+    if FLAGS.score_temperature is not None and not FLAGS.score_temperature > 0:
+        sys.exit(f"error: --score_temperature must be > 0 (got {FLAGS.score_temperature:g})")
     try:
         export_model(FLAGS.model_dir, FLAGS.out, data_dir=FLAGS.data_dir, int8=FLAGS.int8,
                      qat_epochs=FLAGS.qat_epochs, calibration_samples=FLAGS.calibration_samples,
@@ -88,7 +95,8 @@ def main(argv):
                      step_model=FLAGS.step_model,
                      operating_point={"enabled": FLAGS.operating_point, "target_fa_per_hour": FLAGS.target_fa_per_hour,
                                       "snr_db": FLAGS.op_snr_db, "minutes": FLAGS.op_minutes, "seed": FLAGS.op_seed,
-                                      "overrides": {k: getattr(FLAGS, k) for k in RECOGNIZER_SETTINGS}},
+                                      "overrides": {**{k: getattr(FLAGS, k) for k in RECOGNIZER_SETTINGS},
+                                                    "score_temperature": FLAGS.score_temperature}},
                      log=lambda m: print(m, flush=True))
         if FLAGS.selftest_clips:
             from kws_tf import selftest_data, simulate

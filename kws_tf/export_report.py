@@ -182,4 +182,6 @@ def settings_header(fe, norm, chosen, ops, arena_bytes: int, model_name: str, st
         step_model=None if step_report is None else {
             "delay_frames": step_report["delay_frames"], "num_states": step_report["num_states"],
             "arena_bytes": step_report["arena_bytes_settings"]},
-        recognizer=recognizer_report["settings"], recognizer_note=op_lib.header_note(recognizer_report))
+        recognizer={**recognizer_report["settings"],
+                    "score_temperature": float(recognizer_report.get("score_temperature", 1.0))},
+        recognizer_note=op_lib.header_note(recognizer_report))
