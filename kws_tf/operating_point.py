@@ -361,7 +361,7 @@ def calibrate(model, run_config: dict, target_fa_per_hour: float = DEFAULT_TARGE
     if not op["meets_target"]:
         note += f"; no setting reached {target_fa_per_hour:g} false alarms/h: the fewest false alarms chosen"
     # what other budgets would buy on the same stream, so a user can choose with numbers in hand
-    alternatives = {f"{b:g}": {k: choose(points, b)[k] for k in ("hit_rate", "false_alarms_per_hour",
+    alternatives = {f"{b:g}": {k: choose(points, b)[k] for k in ("hit_rate", "false_alarms_per_hour", "meets_target",
                                                                  "detection_threshold", "score_temperature")}
                     for b in ALTERNATIVE_BUDGETS if b > target_fa_per_hour}
     log(f"operating point: score temperature {op['score_temperature']:g}, threshold {op['detection_threshold']}, "

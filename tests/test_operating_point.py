@@ -177,6 +177,14 @@ def test_calibrate_chooses_from_its_sweep(step_model, monkeypatch):
     # the score temperature is chosen with the settings, among the ones tried
     assert out["stream"]["temperatures_tried"] == list(op.DEFAULT_TEMPERATURES)
     assert out["score_temperature"] == out["expected"]["score_temperature"] in op.DEFAULT_TEMPERATURES
+    assert out["alternatives"] == {}  # no listed budget above 60/h
+    tight = op.calibrate(step_model, {"data": {"path": "."}}, target_fa_per_hour=2.0, minutes=1.5,
+                         grid=GRID, min_keywords=10, log=lambda m: None)
+    alt = tight["alternatives"]
+    assert list(alt) == ["5", "10", "30", "60"]
+    rates = [tight["expected"]["hit_rate"]] + [a["hit_rate"] for a in alt.values()]
+    assert rates == sorted(rates)  # a larger budget never buys fewer hits
+    assert all(a["false_alarms_per_hour"] <= float(b) + 1e-9 for b, a in alt.items() if a["meets_target"])
 
 
 def test_temperature_rescoring_equals_a_twin_run_at_that_temperature(step_model, planted, trace):
