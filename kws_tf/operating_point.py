@@ -5,21 +5,27 @@ the board's C++ front-end + the TFLM model, the step model once per 10 ms hop), 
 result the board's recogniser would see is recorded: its 0..255 scores (the C++ output
 scaling) and the audio time it is given (`ScoreTrace`). The recogniser settings are then
 swept by replaying only the recogniser (the real C++ `kws::Recognizer` through
-`kws_tf.native`, a few microseconds per result) for each setting; `replay` gives exactly
+`kws_tf.native`, one C call per stream and setting) for each setting; `replay` gives exactly
 the detections of a full twin run with the same settings (tests/test_operating_point.py).
+The trace also keeps the int8 model outputs, so the score temperature (scores =
+softmax(logits / T), `kws::OutputQuantization::temperature`) is swept too without running
+the model again (`ScoreTrace.with_temperature`).
 
     trace = record(model, stream.pcm)                       # one twin run
-    points = sweep(trace, stream.events, stream.duration_s)  # every setting of the grid
+    points = sweep(trace, stream.events, stream.duration_s, temperatures=(1, 2, 3, 4))
     op = choose(points, target_fa_per_hour=2.0)              # the operating point
 
 `choose` picks, among the swept points with false alarms per hour <= target, the one with
 the highest hit rate (ties: fewer false alarms, then the shorter median delay, then the
-lower threshold, the longer window). A stream of M minutes resolves false alarms in steps of
-60/M per hour: a target below that step means "no false alarm on this stream".
+lower threshold, the longer window, the temperature nearer 1). A stream of M minutes
+resolves false alarms in steps of 60/M per hour: a target below that step means "no false
+alarm on this stream".
 
 `calibrate` is the export step: a stream of the run's VALIDATION speakers (`run_config.json`
-data folder and split, each clip at most once, background noise at `snr_db`, fixed seed),
-recorded once and swept; it returns the chosen settings and what they gave, or the device
+data folder and split, 20 minutes by default with the clips reused, background noise at
+`snr_db`, seed 1000 so it is another arrangement than the streaming benchmark's seed 0),
+recorded once and swept over settings and temperatures; it returns the chosen settings,
+the temperature, what they gave and what larger budgets would give, or the device
 defaults with a note when the data cannot make a stream.
 
 Smoothing notes for the step model (one result per 10 ms): the recogniser keeps at most

@@ -1,0 +1,59 @@
+"""One Markdown table from several `benchmarks/streaming.py` curves: the best hit rate within each
+false-alarm budget, per model and SNR, with the plain softmax (T = 1, what the device did before the
+score temperature) and over every swept temperature.
+
+    python benchmarks/det_table.py NAME=runs/det30_X.json [NAME=runs/det30_Y.json ...]
+        [--budgets 2 5 10 30 60] [--clips runs/step_accuracy_X.json ...]
+
+A budget of B false alarms per hour on a stream of M minutes is met by a point with at most
+floor(B * M / 60) false alarms; a 30 min stream resolves 2/h (one false alarm).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import pathlib
+
+
+def best_within(points: list, budget: float, temperatures=None) -> dict | None:
+    """The highest-hit-rate point with false alarms/h <= budget (ties: fewer false alarms), among
+    points of `temperatures` (None: all)."""
+    ok = [p for p in points if p["false_alarms_per_hour"] <= budget + 1e-9
+          and (temperatures is None or p.get("score_temperature", 1.0) in temperatures)]
+    return max(ok, key=lambda p: (p["hit_rate"] or 0.0, -p["false_alarms_per_hour"])) if ok else None
+
+
+def rows(name: str, curve: dict, budgets: list) -> list:
+    out = []
+    for snr, c in curve["snr"].items():
+        cells = []
+        for temps in ((1.0,), None):
+            for b in budgets:
+                p = best_within(c["points"], b, temps)
+                cells.append("-" if p is None else f"{100 * p['hit_rate']:.1f}"
+                             + ("" if temps else f" (T{p.get('score_temperature', 1.0):g})"))
+        minutes = c["duration_s"] / 60
+        out.append(f"| {name} | {snr} dB | {minutes:.0f} min, {c['keywords']} kw | " + " | ".join(cells) + " |")
+    return out
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("curves", nargs="+", help="NAME=PATH of a streaming.py curve JSON (--curve_prefix PATH.json)")
+    ap.add_argument("--budgets", nargs="+", type=float, default=[2, 5, 10, 30, 60])
+    args = ap.parse_args()
+    b = [f"{x:g}" for x in args.budgets]
+    print("| model | SNR | stream | " + " | ".join(f"T=1: <= {x}/h" for x in b) + " | "
+          + " | ".join(f"any T: <= {x}/h" for x in b) + " |")
+    print("|---|---|---|" + "---|" * (2 * len(b)))
+    for item in args.curves:
+        name, _, path = item.partition("=")
+        if not path:
+            raise SystemExit(f"error: expected NAME=PATH, got {item!r}")
+        curve = json.loads(pathlib.Path(path).read_text())
+        print("\n".join(rows(name, curve, args.budgets)))
+
+
+if __name__ == "__main__":
+    main()
