@@ -109,6 +109,50 @@ def plot_open_fraction(per_class: dict, path, title: str = "open-gate fraction p
     plt.close(fig)
 
 
+def det_compare(models: dict, path, title: str = "", plain_temperature: float | None = 1.0) -> None:
+    """Several models' DET curves side by side, one panel per SNR: for each model the frontier over
+    every swept setting (solid) and, when `plain_temperature` is given and the sweep has other
+    temperatures, the frontier at that score temperature alone (dashed, what the device did before
+    the temperature was calibrated). `models`: {name: curve JSON of benchmarks/streaming.py}."""
+    from kws_tf import operating_point
+
+    plt = _pyplot()
+    snrs = []
+    for curve in models.values():
+        snrs += [s for s in curve["snr"] if s not in snrs]
+    fig, axes = plt.subplots(1, len(snrs), figsize=(5.6 * len(snrs), 4.6), squeeze=False, sharey=True)
+    for ax, snr in zip(axes[0], snrs):
+        for name, curve in models.items():
+            c = curve["snr"].get(snr)
+            if c is None:
+                continue
+            temps = {p.get("score_temperature", 1.0) for p in c["points"]}
+            subsets = [(None, "-", name)]
+            if plain_temperature is not None and len(temps) > 1 and plain_temperature in temps:
+                subsets.append((plain_temperature, "--", f"{name}, T={plain_temperature:g} only"))
+            color = None
+            for temp, style, label in subsets:
+                pts = [p for p in c["points"] if temp is None or p.get("score_temperature", 1.0) == temp]
+                pts = operating_point.frontier(pts)
+                x = [p["false_alarms_per_hour"] for p in pts]
+                y = [100 * (1 - (p["hit_rate"] or 0.0)) for p in pts]
+                line, = ax.step(x, y, where="post", linestyle=style, color=color, label=label)
+                color = line.get_color()
+        ax.set_xscale("symlog", linthresh=1.0)
+        ax.set_xlim(left=0)
+        ax.set_ylim(0, 100)
+        ax.set_xlabel("false alarms per hour")
+        ax.grid(True, which="both", alpha=0.3)
+        ax.set_title(f"{snr} dB SNR" if snr != "clean" else "no added noise")
+    axes[0][0].set_ylabel("miss rate (%)  = 100 - hit rate")
+    axes[0][-1].legend(fontsize=8)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def det_curves(curves: dict, path, title: str = "") -> None:
     """DET-style plot of a recogniser sweep (`kws_tf.operating_point`): false alarms per hour (x,
     symlog) against miss rate (y), one curve per SNR (the sweep's frontier), the chosen operating
