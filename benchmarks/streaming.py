@@ -15,7 +15,7 @@ false alarms per hour: a Markdown table (`<curve_prefix>.md`), a DET-style PNG
 delay_median_s, delay_p95_s, settings...}, "points": [...], "frontier": [...]}}}), the operating
 point being the highest hit rate at <= --target_fa_per_hour on that stream. The twin runs at the
 export's score temperature (`export_report.json["recognizer"]["score_temperature"]`, else 1);
-`--score_temperature` lists the temperatures the sweep re-scores the same run at (default: that one).
+`--score_temperature` adds temperatures the sweep re-scores the same run at.
 
 Model: `--model` names a .tflite in an export folder: `model_step_int8.tflite` (the per-frame
 step model: one run per 10 ms hop, as the board's default build) or `model_int8.tflite` (the
@@ -104,8 +104,8 @@ def main():
     for name in ("average_window_ms", "detection_threshold", "suppression_ms", "minimum_count"):
         p.add_argument(f"--{name}", type=int, default=None)
     p.add_argument("--score_temperature", type=float, nargs="+", default=None,
-                   help="score temperatures to sweep (scores = softmax(logits / T)); the twin run uses the first "
-                        "(default: the export's chosen temperature, else 1)")
+                   help="score temperatures to sweep (scores = softmax(logits / T)), besides the export's own; the "
+                        "twin run always uses the export's (export_report.json, else 1), as the device does")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", default=None, help="results JSON (default: runs/streaming_<export name>.json)")
     p.add_argument("--save_dir", default=None, help="also write each stream's wav and ground truth here")
@@ -167,7 +167,8 @@ def main():
 
     if args.score_temperature and min(args.score_temperature) <= 0:
         sys.exit("error: --score_temperature values must be > 0")
-    temperatures = args.score_temperature or [operating_point.read_exported_temperature(model_path.parent)]
+    device_temperature = operating_point.read_exported_temperature(model_path.parent)
+    temperatures = [device_temperature] + sorted(set(args.score_temperature or []) - {device_temperature})
     exported = operating_point.read_exported_settings(model_path.parent) or {}
     rec = {**exported, **{k: getattr(args, k) for k in operating_point.SETTINGS if getattr(args, k) is not None}}
     results = []

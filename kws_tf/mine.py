@@ -159,7 +159,7 @@ def mine(model_dir, out, minutes: float = 20.0, snrs=(20.0, 10.0), hop_ms: float
         trained = load_trained(model_dir)
     except ExportError as e:
         raise MineError(str(e)) from None
-    if not trained.normalization.frontend == "mfcc" and not trained.normalization.frontend == "logmel":
+    if trained.normalization.frontend not in ("mfcc", "logmel"):
         raise MineError(f"mining scores 1 s windows of audio features; the {trained.normalization.frontend} "
                         "front-end is not supported")
     src = training_clips_source(trained.run_config, data_dir)

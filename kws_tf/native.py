@@ -383,7 +383,8 @@ class NativeApp:
     def __init__(self, normalization: features.Normalization, input_scale: float, input_zero_point: int,
                  run_fn, *, labels=labels_lib.LABELS, output_scale: float = codegen.DEFAULT_OUTPUT_SCALE,
                  output_zero_point: int = codegen.DEFAULT_OUTPUT_ZERO_POINT, output_is_logits: bool = False,
-                 output_temperature: float = 1.0, arena_bytes: int = 0, recognizer: dict | None = None, reset_fn=None, **app_config):
+                 output_temperature: float = 1.0, arena_bytes: int = 0, recognizer: dict | None = None, reset_fn=None,
+                 **app_config):
         self._lib = load_library()
         self.lines: list[str] = []
         self._error: BaseException | None = None

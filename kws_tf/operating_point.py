@@ -458,7 +458,8 @@ def export_step(model_bytes: bytes, normalization, labels, delay_frames: int | N
                                                                           DEFAULT_TARGET_FA_PER_HOUR)),
                         snr_db=float(o.get("snr_db", 20.0)),
                         minutes=float(o.get("minutes", DEFAULT_CALIBRATION_MINUTES)),
-                        seed=int(o.get("seed", DEFAULT_CALIBRATION_SEED)), data_dir=o.get("data_dir"), temperatures=temperatures, log=log)
+                        seed=int(o.get("seed", DEFAULT_CALIBRATION_SEED)), data_dir=o.get("data_dir"),
+                        temperatures=temperatures, log=log)
     if temperature is not None:
         out["score_temperature"] = float(temperature)
         overrides["score_temperature"] = float(temperature)

@@ -88,8 +88,9 @@ class RunError(RuntimeError):
 # Fields that must match for --resume to continue a run.
 RESUME_KEYS = ("model", "channels", "gate", "ce_weight", "optimizer", "schedule", "epochs", "batch_size",
                "augment", "seed", "data", "time_average", "prune", "label_smoothing", "distill")
+# runs written before the key existed
 RESUME_DEFAULTS = {"time_average": "full", "prune": None, "label_smoothing": 0.0, "distill": None}
-DISTILL_DEFAULTS = {"alpha": 0.5, "temperature": 2.0}  # runs written before the key existed
+DISTILL_DEFAULTS = {"alpha": 0.5, "temperature": 2.0}  # what --teacher_dirs alone trains with
 
 
 def _check_writable(model_dir: pathlib.Path) -> None:
