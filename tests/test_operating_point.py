@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import shutil
 
+import pathlib
+
 import numpy as np
 import pytest
 
@@ -113,6 +115,33 @@ def test_outputs_table_and_plot(planted, trace, tmp_path):
     assert "**operating point**" in md and md.count("\n") >= 4
     op.det_plot(curves, tmp_path / "det.png")
     assert (tmp_path / "det.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_budget_table_and_side_by_side_plot(planted, trace, tmp_path):
+    """benchmarks/det_table.py: the best hit rate within a budget is the operating point `choose`
+    gives for that target, with or without the temperatures; and the side-by-side plot draws."""
+    import importlib.util
+
+    from kws_tf import plots
+
+    spec = importlib.util.spec_from_file_location("det_table", pathlib.Path(__file__).parents[1] / "benchmarks"
+                                                  / "det_table.py")
+    det_table = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(det_table)
+    tr, _ = trace
+    points = op.sweep(tr, planted.events, planted.duration_s, GRID, temperatures=(1.0, 3.0))
+    for budget in (0.0, 30.0, 1e9):
+        ok = [p for p in points if p["false_alarms_per_hour"] <= budget]
+        got = det_table.best_within(points, budget)
+        assert got["hit_rate"] == op.choose(points, budget)["hit_rate"] == max(p["hit_rate"] for p in ok)
+        plain = det_table.best_within(points, budget, (1.0,))
+        assert plain["score_temperature"] == 1.0
+        assert plain["hit_rate"] == max(p["hit_rate"] for p in ok if p["score_temperature"] == 1.0)
+    curve = {"snr": {"20": {"points": points, "duration_s": planted.duration_s, "keywords": 1}}}
+    rows = det_table.rows("m", curve, [30.0])
+    assert len(rows) == 1 and rows[0].startswith("| m | 20 dB |")
+    plots.det_compare({"a": curve, "b": curve}, tmp_path / "cmp.png")
+    assert (tmp_path / "cmp.png").read_bytes()[:4] == b"\x89PNG"
 
 
 def test_header_carries_the_settings_and_d_macros_win():
