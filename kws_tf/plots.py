@@ -109,6 +109,18 @@ def plot_open_fraction(per_class: dict, path, title: str = "open-gate fraction p
     plt.close(fig)
 
 
+DET_YLABEL = "miss rate (%)  = 100 - hit rate"
+
+
+def _det_axes(ax) -> None:
+    """False alarms per hour on a symlog x axis (0 stays visible), miss rate 0..100 % on y."""
+    ax.set_xscale("symlog", linthresh=1.0)
+    ax.set_xlim(left=0)
+    ax.set_ylim(0, 100)
+    ax.set_xlabel("false alarms per hour")
+    ax.grid(True, which="both", alpha=0.3)
+
+
 def det_compare(models: dict, path, title: str = "", plain_temperature: float | None = 1.0) -> None:
     """Several models' DET curves side by side, one panel per SNR: for each model the frontier over
     every swept setting (solid) and, when `plain_temperature` is given and the sweep has other
@@ -138,13 +150,9 @@ def det_compare(models: dict, path, title: str = "", plain_temperature: float | 
                 y = [100 * (1 - (p["hit_rate"] or 0.0)) for p in pts]
                 line, = ax.step(x, y, where="post", linestyle=style, color=color, label=label)
                 color = line.get_color()
-        ax.set_xscale("symlog", linthresh=1.0)
-        ax.set_xlim(left=0)
-        ax.set_ylim(0, 100)
-        ax.set_xlabel("false alarms per hour")
-        ax.grid(True, which="both", alpha=0.3)
+        _det_axes(ax)
         ax.set_title(f"{snr} dB SNR" if snr != "clean" else "no added noise")
-    axes[0][0].set_ylabel("miss rate (%)  = 100 - hit rate")
+    axes[0][0].set_ylabel(DET_YLABEL)
     axes[0][-1].legend(fontsize=8)
     if title:
         fig.suptitle(title)
@@ -171,12 +179,8 @@ def det_curves(curves: dict, path, title: str = "") -> None:
         if op:
             ax.plot([op["false_alarms_per_hour"]], [100 * (1 - (op["hit_rate"] or 0.0))], "o", mfc="none",
                     ms=11, color=line.get_color())
-    ax.set_xscale("symlog", linthresh=1.0)
-    ax.set_xlim(left=0)
-    ax.set_ylim(0, 100)
-    ax.set_xlabel("false alarms per hour")
-    ax.set_ylabel("miss rate (%)  = 100 - hit rate")
-    ax.grid(True, which="both", alpha=0.3)
+    _det_axes(ax)
+    ax.set_ylabel(DET_YLABEL)
     ax.legend(title="SNR (o: operating point)")
     ax.set_title(title or "keyword spotting: misses vs false alarms")
     fig.tight_layout()

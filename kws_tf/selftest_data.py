@@ -5,7 +5,7 @@ few short recordings through the whole on-device pipeline (MFCC front-end, TFLM
 model, recogniser) and prints PASS/FAIL per clip against the label the HOST
 pipeline produced for the same audio. This module only renders that data; the
 exporter computes the expected labels (by running the int8 model through the
-host twin of the device loop, `kws_tf.native.NativeApp`, see `host_expected_label`)
+host twin of the device loop, `kws_tf.native_app.NativeApp`, see `host_expected_label`)
 and calls `render_selftest_data`.
 
 Expected label semantics (what the device checks):
@@ -90,7 +90,7 @@ def detections_from_lines(lines) -> list[str]:
 def host_expected_label(app, pcm, tail_ms: int = DEFAULT_TAIL_MS) -> str:
     """What the device must report for `pcm`, from the host twin of its loop.
 
-    `app` is a `kws_tf.native.NativeApp` running the exported int8 model (e.g. through
+    `app` is a `kws_tf.native_app.NativeApp` running the exported int8 model (e.g. through
     the TFLM interpreter). Replays `pcm` + `tail_ms` of silence from a reset, exactly as
     `KwsApp::SelfTest` does on the board (for a per-frame step model, `app.frame_mode`,
     plus its look-ahead of `step_delay_frames` hops), and returns the single detected

@@ -27,7 +27,7 @@ the model's state as the board's runner does; scores before `NUM_FRAMES + delay`
 warm-up and skip the recogniser. `--model` may also name an export folder: its windowed
 `model_int8.tflite` runs (the comparison model), as before.
 
-The C++ side is `kws_app` (KwsApp::ProcessSamples) through `kws_tf.native.NativeApp`,
+The C++ side is `kws_app` (KwsApp::ProcessSamples) through `kws_tf.native_app.NativeApp`,
 the same code the board compiles; only the model runner is the Python TFLM binding.
 Defaults (inference period, recogniser settings) are read from the C++ core, not
 retyped; recogniser settings an export chose for a false-alarm target
@@ -121,7 +121,7 @@ class DeviceTwin:
 
     def __init__(self, model: ExportedModel, period_frames: int | None = None, recognizer: dict | None = None,
                  record_windows: bool = False, arena_size: int | None = None, temperature: float | None = None):
-        from kws_tf import native, tflm
+        from kws_tf import native, native_app, tflm
 
         if period_frames is not None and int(period_frames) < 1:
             raise SimulateError(f"period_frames must be >= 1, got {period_frames}")
@@ -151,7 +151,7 @@ class DeviceTwin:
         if not self.temperature > 0:
             raise SimulateError(f"the score temperature must be > 0, got {temperature}")
         try:
-            self.app = native.NativeApp(
+            self.app = native_app.NativeApp(
                 model.normalization, model.input_scale, model.input_zero_point,
                 self._step if model.is_step else self._run,
                 labels=model.labels, output_scale=model.output_scale, output_zero_point=model.output_zero_point,

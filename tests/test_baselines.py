@@ -58,7 +58,7 @@ def test_param_and_mac_counts():
 
 def test_config_and_flags_path():
     from kws_tf import config as config_lib
-    from kws_tf.train import resolve_config
+    from kws_tf.train_config import resolve_config
 
     for model, c in (("dscnn", 64), ("bcresnet", 8)):
         flags = types.SimpleNamespace(

@@ -3,10 +3,10 @@ settings in kws_settings.h and in the twin. Tone 'words' (tests/synth.py) plante
 
 from __future__ import annotations
 
+import importlib.util
 import json
-import shutil
-
 import pathlib
+import shutil
 
 import numpy as np
 import pytest
@@ -120,8 +120,6 @@ def test_outputs_table_and_plot(planted, trace, tmp_path):
 def test_budget_table_and_side_by_side_plot(planted, trace, tmp_path):
     """benchmarks/det_table.py: the best hit rate within a budget is the operating point `choose`
     gives for that target, with or without the temperatures; and the side-by-side plot draws."""
-    import importlib.util
-
     from kws_tf import plots
 
     spec = importlib.util.spec_from_file_location("det_table", pathlib.Path(__file__).parents[1] / "benchmarks"

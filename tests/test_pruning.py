@@ -190,7 +190,7 @@ def test_bad_prune_settings_are_one_line_errors(synth_folder, tmp_path):
     assert "prune.begin_fraction must be < prune.end_fraction (got 0.8 >= 0.3)" in lines[0]
     assert not (tmp_path / "run").exists()
     # --target_sparsity goes through the same schema (the CLI's resolve_config, without a process)
-    from kws_tf.train import FLAG_KEYS, resolve_config
+    from kws_tf.train_config import FLAG_KEYS, resolve_config
 
     flag_values = types.SimpleNamespace(
         config=None, C=4, model="sparknet", data_dir=str(synth_folder), noise_dir=None, tfds_data_dir=None,

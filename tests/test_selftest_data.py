@@ -57,7 +57,7 @@ def test_expected_detection_semantics():
 
 
 class _FakeHostApp:
-    """Stands in for native.NativeApp: detects 'no' when the audio is loud."""
+    """Stands in for native_app.NativeApp: detects 'no' when the audio is loud."""
 
     def __init__(self):
         self.resets = 0
