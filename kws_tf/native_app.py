@@ -48,7 +48,7 @@ class NativeApp:
     def __init__(self, normalization: features.Normalization, input_scale: float, input_zero_point: int,
                  run_fn, *, labels=labels_lib.LABELS, output_scale: float = codegen.DEFAULT_OUTPUT_SCALE,
                  output_zero_point: int = codegen.DEFAULT_OUTPUT_ZERO_POINT, output_is_logits: bool = False,
-                 output_temperature: float = 1.0, arena_bytes: int = 0, recognizer: dict | None = None, reset_fn=None,
+                 output_temperature: float | None = None, arena_bytes: int = 0, recognizer: dict | None = None, reset_fn=None,
                  **app_config):
         self._lib = load_library()
         self.lines: list[str] = []
@@ -70,7 +70,8 @@ class NativeApp:
         cfg.output_scale = float(np.float32(output_scale))
         cfg.output_zero_point = int(output_zero_point)
         cfg.output_is_logits = int(bool(output_is_logits))
-        cfg.output_temperature = float(np.float32(output_temperature))
+        if output_temperature is not None:  # else the core's default (kws::OutputQuantization)
+            cfg.output_temperature = float(np.float32(output_temperature))
         cfg.arena_bytes = int(arena_bytes)
         self.config = cfg
         self.labels = labels
