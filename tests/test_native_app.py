@@ -25,16 +25,27 @@ def _loud_runner(window: np.ndarray) -> np.ndarray:
     return out
 
 
-def test_native_app_loop(native, normalization):
-    app = native_app.NativeApp(normalization, INPUT_SCALE, INPUT_ZERO_POINT, _loud_runner, arena_bytes=18000)
+def _tone_between_silences() -> np.ndarray:
+    """1 s of silence, a 0.6 s 700 Hz tone at half scale, 1 s of silence (int16)."""
     sr = features.SAMPLE_RATE
     tone = (0.5 * 32767 * np.sin(2 * np.pi * 700 * np.arange(int(0.6 * sr)) / sr)).astype(np.int16)
-    audio = np.concatenate([np.zeros(sr, np.int16), tone, np.zeros(sr, np.int16)])
+    return np.concatenate([np.zeros(sr, np.int16), tone, np.zeros(sr, np.int16)])
+
+
+def _one_detection(app, audio) -> list:
+    """Feeds `audio` in 512-sample blocks; asserts exactly one `KWS yes` line and returns the KWS lines."""
     lines = []
     for start in range(0, audio.size, 512):
         lines += app.process(audio[start:start + 512])
     kws = [line for line in lines if line.startswith("KWS ")]
     assert len(kws) == 1 and re.fullmatch(r"KWS yes score=\d+ t=\d+", kws[0]), lines
+    return kws
+
+
+def test_native_app_loop(native, normalization):
+    app = native_app.NativeApp(normalization, INPUT_SCALE, INPUT_ZERO_POINT, _loud_runner, arena_bytes=18000)
+    audio = _tone_between_silences()
+    kws = _one_detection(app, audio)
     t_ms = int(kws[0].split("t=")[1])
     assert 1000 < t_ms < 1700
     counters = app.counters
@@ -81,14 +92,8 @@ def test_native_app_frame_mode(native, normalization):
     app = native_app.NativeApp(normalization, INPUT_SCALE, INPUT_ZERO_POINT, model.step, reset_fn=model.reset,
                                model_input="frame", step_delay_frames=delay, arena_bytes=9000)
     assert model.resets == 1 and app.frame_mode and app.config.step_delay_frames == delay
-    sr = features.SAMPLE_RATE
-    tone = (0.5 * 32767 * np.sin(2 * np.pi * 700 * np.arange(int(0.6 * sr)) / sr)).astype(np.int16)
-    audio = np.concatenate([np.zeros(sr, np.int16), tone, np.zeros(sr, np.int16)])
-    lines = []
-    for start in range(0, audio.size, 512):
-        lines += app.process(audio[start:start + 512])
-    kws = [line for line in lines if line.startswith("KWS ")]
-    assert len(kws) == 1 and re.fullmatch(r"KWS yes score=\d+ t=\d+", kws[0]), lines
+    audio = _tone_between_silences()
+    kws = _one_detection(app, audio)
     assert 1000 + 10 * delay < int(kws[0].split("t=")[1]) < 1100 + 10 * delay
     frames = 1 + (audio.size - 200) // 160
     c = app.counters
